@@ -1,0 +1,158 @@
+//! What flows between the agent's stages, and the two rules that keep it
+//! lossless and bounded.
+//!
+//! Sources → transform (enrich, correlate, mask) → batcher → disk queue →
+//! exporter. Every hop carries an [`Envelope`]: an OTLP payload, the
+//! [`Ack`]s that tell its sources "this is durable now", and the
+//! [`MemoryPermit`] that reserved its bytes.
+//!
+//! 1. **Acknowledge only durable data.** A source learns its data is safe
+//!    only when the batch holding it was appended to the disk queue (which
+//!    survives `kill -9`: records are in the kernel's page cache, or on disk
+//!    under `fsync: always`). The file source moves its checkpoint, and the
+//!    OTLP receiver answers `OK`, only then. Data that was read but never
+//!    acknowledged is read again after a restart: at-least-once.
+//! 2. **One process-wide memory budget.** Sources reserve the bytes of what
+//!    they emit from one [`MemoryLimiter`] before emitting it; the batcher
+//!    releases them once the batch is in the queue. When the budget is spent,
+//!    the file source waits (backpressure reaches the file, which is its own
+//!    buffer) and the OTLP receiver refuses with a retryable status, the way
+//!    the Collector's `memory_limiter` does, rather than the process growing.
+
+use std::sync::Arc;
+
+pub use argus_common::otlp::{Payload, PayloadError, Signal};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// "Your data is durable now": called once, after the batch holding it was
+/// appended to the disk queue. Dropping an `Ack` uncalled means "not durable"
+/// (the OTLP receiver then answers with a retryable error; the file source
+/// keeps its checkpoint where it was).
+pub struct Ack(Box<dyn FnOnce() + Send + Sync>);
+
+impl Ack {
+    pub fn new(f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Ack(Box::new(f))
+    }
+
+    pub fn ack(self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ack")
+    }
+}
+
+/// A payload on its way through the agent.
+#[derive(Debug)]
+pub struct Envelope {
+    pub payload: Payload,
+    /// Bounded label for self-metrics: `otlp`, `file`, `host`, `scrape`.
+    pub source: &'static str,
+    pub acks: Vec<Ack>,
+    pub permit: MemoryPermit,
+}
+
+/// The process-wide memory budget (bytes of payload in flight between the
+/// sources and the disk queue).
+#[derive(Clone, Debug)]
+pub struct MemoryLimiter {
+    sem: Arc<Semaphore>,
+    limit: usize,
+}
+
+/// Bytes reserved from a [`MemoryLimiter`]; released on drop. Permits merge,
+/// so a batch holds one permit for all its envelopes.
+#[derive(Debug, Default)]
+pub struct MemoryPermit {
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl MemoryLimiter {
+    /// Granularity of reservations: tokio's semaphore counts in `u32`, so the
+    /// limiter counts KiB (a 4 TiB ceiling, far above any node).
+    const UNIT: usize = 1024;
+
+    pub fn new(limit_bytes: usize) -> Self {
+        let units = (limit_bytes / Self::UNIT).max(1);
+        MemoryLimiter {
+            sem: Arc::new(Semaphore::new(units)),
+            limit: units * Self::UNIT,
+        }
+    }
+
+    fn units(&self, bytes: usize) -> u32 {
+        let total = self.limit / Self::UNIT;
+        // A single item larger than the whole budget still gets through, alone.
+        bytes.div_ceil(Self::UNIT).clamp(1, total) as u32
+    }
+
+    /// Waits until `bytes` fit in the budget (the file source's backpressure).
+    pub async fn acquire(&self, bytes: usize) -> MemoryPermit {
+        let permit = self
+            .sem
+            .clone()
+            .acquire_many_owned(self.units(bytes))
+            .await
+            .ok();
+        MemoryPermit { permit }
+    }
+
+    /// Reserves `bytes` now or refuses (the OTLP receiver's path: the client
+    /// retries later instead of us holding its request).
+    pub fn try_acquire(&self, bytes: usize) -> Option<MemoryPermit> {
+        self.sem
+            .clone()
+            .try_acquire_many_owned(self.units(bytes))
+            .ok()
+            .map(|p| MemoryPermit { permit: Some(p) })
+    }
+
+    pub fn limit_bytes(&self) -> usize {
+        self.limit
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.limit - self.sem.available_permits() * Self::UNIT
+    }
+}
+
+impl MemoryPermit {
+    pub fn merge(&mut self, other: MemoryPermit) {
+        match (&mut self.permit, other.permit) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (_, None) => {}
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.permit
+            .as_ref()
+            .map_or(0, |p| p.num_permits() * MemoryLimiter::UNIT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn limiter_refuses_when_full_and_frees_on_drop() {
+        let lim = MemoryLimiter::new(8 * 1024);
+        let mut a = lim.acquire(4 * 1024).await;
+        let b = lim.try_acquire(4 * 1024).expect("fits");
+        assert!(lim.try_acquire(1).is_none(), "budget spent");
+        assert_eq!(lim.used_bytes(), 8 * 1024);
+        a.merge(b);
+        assert_eq!(a.bytes(), 8 * 1024);
+        drop(a);
+        assert_eq!(lim.used_bytes(), 0);
+        // An item bigger than the whole budget passes alone rather than deadlocking.
+        let huge = lim.acquire(1 << 20).await;
+        assert_eq!(huge.bytes(), 8 * 1024);
+    }
+}

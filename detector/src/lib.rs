@@ -1,0 +1,4 @@
+//! argus-detector: streaming anomaly detection.
+
+pub mod engine;
+pub mod model;
