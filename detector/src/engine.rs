@@ -1,69 +1,533 @@
-//! PLACEHOLDER API — the real ensemble replaces this body; the signatures stay.
+//! The per-series detection engine: five models, one calibrated score, one
+//! decision with hysteresis.
+//!
+//! For each point, in order and strictly causally (the verdict on point `t`
+//! uses only points `≤ t`):
+//!
+//! 1. every model ([`crate::model`]) reports its surprise `z` (≈ |z-score|)
+//!    against what it learnt so far, then learns the point;
+//! 2. each surprise is **calibrated** against that model's own recent
+//!    surprises ([`calibrate`]): a model that is routinely surprised on this
+//!    series (heavy tails, a shape it cannot represent) is discounted, one
+//!    that is usually spot-on is trusted — so no series is stuck at "100 %
+//!    anomalous" and every model speaks the same unit, a tail probability;
+//! 3. the probabilities are **combined** with a Bonferroni bound (the
+//!    smallest, times the number of models voting: valid however correlated
+//!    the models are) and mapped to a score in [0, 1] on a log scale:
+//!    `score = −log₁₀(p) / 10`, so 0.5 means "one in 100 000", 1.0 means
+//!    "one in 10¹⁰ or rarer";
+//! 4. the **decision** has hysteresis ([`Hysteresis`]): an episode opens when
+//!    the score reaches `trigger` and closes only after `recover_points`
+//!    consecutive points below `recover`, so a flapping series pages once.
+//!
+//! While an episode is open the series has already paged; the verdict's
+//! `alert_score` (what alerting and the NAB backtest threshold on) is
+//! therefore the score only at points that could open an episode, and the
+//! score capped below `trigger` inside one. `score` itself is never altered.
+//!
+//! Warm-up is a fixed number of points, the same for every series
+//! (`warmup`): models learn but the verdict says `learning` and scores 0.
+//!
+//! State per series: see [`SeriesDetector::state_bytes`] (≈ 3.3 KiB with the
+//! defaults; measured by the `engine` benchmark). A detector serialises with
+//! serde; restoring it mid-stream continues with exactly the verdicts of an
+//! uninterrupted run.
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+use crate::model::{
+    History, Model, Observation, Surprise,
+    changepoint::{Changepoint, ChangepointConfig},
+    ewma::{Ewma, EwmaConfig},
+    kmeans::{KMeansConfig, KMeansModel},
+    robust::{Robust, RobustConfig},
+    seasonal::{Seasonal, SeasonalConfig},
+};
+
+pub mod calibrate;
+
+use calibrate::{CalibrationConfig, Calibrator};
+
+/// The models of the ensemble, in the order of [`Verdict::fired`]'s bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Robust,
+    Ewma,
+    Seasonal,
+    Changepoint,
+    Kmeans,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 5] = [
+        ModelKind::Robust,
+        ModelKind::Ewma,
+        ModelKind::Seasonal,
+        ModelKind::Changepoint,
+        ModelKind::Kmeans,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Robust => "robust",
+            ModelKind::Ewma => "ewma",
+            ModelKind::Seasonal => "seasonal",
+            ModelKind::Changepoint => "changepoint",
+            ModelKind::Kmeans => "kmeans",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// How the models' calibrated probabilities become one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// `M · min p`: valid under any dependence, ignores agreement.
+    Bonferroni,
+    /// Harmonic mean p-value `M / Σ 1/p` (Wilson, PNAS 2019): valid under
+    /// dependence, and several models agreeing count for more than one.
+    Harmonic,
+    /// Fisher's `−2 Σ ln p ~ χ²(2M)`: assumes independence, so correlated
+    /// models over-count; strongest when they agree.
+    Fisher,
+    /// Partial conjunction (Benjamini & Heller 2008) for "at least two
+    /// models": `(M − 1) · p₍₂₎`, the second-smallest p. One model alone,
+    /// however sure, does not page.
+    Agreement,
+}
+
+/// Engine settings, shared by every series (never stored per series).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
+    /// Points every series learns from before it may score.
     pub warmup: u32,
+    /// Score at which an episode opens.
+    pub trigger: f64,
+    /// An open episode closes after `recover_points` consecutive points
+    /// scoring below this.
+    pub recover: f64,
+    pub recover_points: u32,
+    pub calibration: CalibrationConfig,
+    pub robust: RobustConfig,
+    pub ewma: EwmaConfig,
+    pub seasonal: SeasonalConfig,
+    pub changepoint: ChangepointConfig,
+    pub kmeans: KMeansConfig,
+    /// Models switched off (e.g. `[kmeans]`).
+    pub disabled: Vec<ModelKind>,
+    /// A value whose excursion recurs at this time of day (see
+    /// [`Seasonal::familiar`]) scores at most this tail probability's score:
+    /// the nightly cron job is learnt, not paged on.
+    pub familiar_p: f64,
+    pub combine: Combine,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { warmup: 64 }
+        EngineConfig {
+            warmup: 200,
+            trigger: 0.5,
+            recover: 0.3,
+            recover_points: 12,
+            calibration: CalibrationConfig::default(),
+            robust: RobustConfig::default(),
+            ewma: EwmaConfig::default(),
+            seasonal: SeasonalConfig::default(),
+            changepoint: ChangepointConfig::default(),
+            kmeans: KMeansConfig::default(),
+            disabled: Vec::new(),
+            familiar_p: 1e-2,
+            combine: Combine::Bonferroni,
+        }
+    }
+}
+
+/// Every problem of an [`EngineConfig`], each naming its field.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid engine configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl EngineConfig {
+    pub fn problems(&self, path: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        if !(0.0 < self.trigger && self.trigger <= 1.0) {
+            p.push(format!(
+                "{path}.trigger: must be in (0, 1], got {}",
+                self.trigger
+            ));
+        }
+        if !(0.0 <= self.recover && self.recover <= self.trigger) {
+            p.push(format!(
+                "{path}.recover: must be between 0 and trigger ({}), got {}",
+                self.trigger, self.recover
+            ));
+        }
+        if !(self.familiar_p > 0.0 && self.familiar_p <= 1.0) {
+            p.push(format!(
+                "{path}.familiar_p: must be in (0, 1], got {}",
+                self.familiar_p
+            ));
+        }
+        if self.recover_points == 0 {
+            p.push(format!("{path}.recover_points: must be at least 1"));
+        }
+        if self.disabled.len() >= ModelKind::ALL.len()
+            && ModelKind::ALL.iter().all(|m| self.disabled.contains(m))
+        {
+            p.push(format!(
+                "{path}.disabled: at least one model must stay enabled"
+            ));
+        }
+        p.extend(self.calibration.problems(&format!("{path}.calibration")));
+        p.extend(self.robust.problems(&format!("{path}.robust")));
+        p.extend(self.ewma.problems(&format!("{path}.ewma")));
+        p.extend(self.seasonal.problems(&format!("{path}.seasonal")));
+        p.extend(self.changepoint.problems(&format!("{path}.changepoint")));
+        p.extend(self.kmeans.problems(&format!("{path}.kmeans")));
+        p
+    }
+
+    /// Validates, reporting every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = self.problems("engine");
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(p))
+        }
+    }
+
+    fn enabled(&self, m: ModelKind) -> bool {
+        !self.disabled.contains(&m)
     }
 }
 
 /// What the engine says about one point.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    /// Calibrated anomaly score in [0, 1].
+    /// Calibrated anomaly score in [0, 1] (log scale, see the module doc).
     pub score: f64,
+    /// `score` where a page could start, capped below `trigger` inside an
+    /// already-open episode: what alerting thresholds on.
+    pub alert_score: f64,
     /// The decision with hysteresis.
     pub anomalous: bool,
+    /// This point opened an episode.
+    pub onset: bool,
+    /// What the best-informed model expected (seasonal when trained,
+    /// otherwise the rolling median).
     pub expected: f64,
     pub lower: f64,
     pub upper: f64,
-    /// Still warming up: score is 0 and no decision is made.
+    /// Still warming up: scores are 0 and no decision is made.
     pub learning: bool,
+    /// Bit set of the models whose own calibrated score reached `trigger`
+    /// (bit `i` = `ModelKind::ALL[i]`).
+    pub fired: u8,
+    /// The excursion recurs at this time of day, so it was not paged on.
+    pub familiar: bool,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+impl Verdict {
+    pub fn fired_models(&self) -> impl Iterator<Item = ModelKind> + '_ {
+        ModelKind::ALL
+            .into_iter()
+            .filter(move |m| self.fired & m.bit() != 0)
+    }
+}
+
+/// One model's contribution to a verdict: why the score is what it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelScore {
+    /// The model's raw surprise (≈ |z|); 0 when not ready.
+    pub z: f64,
+    /// Calibrated tail probability; 1 when the model has no opinion yet.
+    pub p: f64,
+    pub expected: f64,
+}
+
+/// Open/closed episode state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hysteresis {
+    open: bool,
+    /// Consecutive points below `recover` while open.
+    calm: u32,
+}
+
+impl Hysteresis {
+    /// Returns (anomalous, onset).
+    fn step(&mut self, cfg: &EngineConfig, score: f64) -> (bool, bool) {
+        if !self.open {
+            if score >= cfg.trigger {
+                self.open = true;
+                self.calm = 0;
+                return (true, true);
+            }
+            return (false, false);
+        }
+        if score < cfg.recover {
+            self.calm += 1;
+            if self.calm >= cfg.recover_points {
+                self.open = false;
+                self.calm = 0;
+                return (false, false);
+            }
+        } else {
+            self.calm = 0;
+        }
+        (true, false)
+    }
+}
+
+/// One series' complete state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SeriesDetector {
     n: u64,
-    mean: f64,
-    var: f64,
+    history: History,
+    robust: Robust,
+    ewma: Ewma,
+    seasonal: Seasonal,
+    changepoint: Changepoint,
+    kmeans: KMeansModel,
+    calib: [Calibrator; 5],
+    hysteresis: Hysteresis,
+}
+
+/// The score of a tail probability: `−log₁₀(p) / 10`, clamped to [0, 1].
+pub fn score_of(p: f64) -> f64 {
+    (-p.max(1e-300).log10() / 10.0).clamp(0.0, 1.0)
 }
 
 impl SeriesDetector {
-    pub fn new(_cfg: &EngineConfig) -> Self {
-        Self::default()
+    pub fn new(cfg: &EngineConfig) -> Self {
+        SeriesDetector {
+            n: 0,
+            history: History::new(),
+            robust: Robust::new(&cfg.robust),
+            ewma: Ewma::new(&cfg.ewma),
+            seasonal: Seasonal::new(&cfg.seasonal),
+            changepoint: Changepoint::new(&cfg.changepoint),
+            kmeans: KMeansModel::new(&cfg.kmeans),
+            calib: Default::default(),
+            hysteresis: Hysteresis::default(),
+        }
     }
 
-    /// Scores `value` observed at `ts` (unix seconds). Causal.
-    pub fn update(&mut self, cfg: &EngineConfig, _ts: i64, value: f64) -> Verdict {
-        self.n += 1;
-        let sd = self.var.sqrt().max(1e-9);
-        let z = ((value - self.mean) / sd).abs();
-        let learning = self.n <= cfg.warmup as u64;
-        let score = if learning {
-            0.0
-        } else {
-            1.0 - (-z / 4.0).exp()
-        };
-        let v = Verdict {
-            score,
-            anomalous: score > 0.7,
-            expected: self.mean,
-            lower: self.mean - 3.0 * sd,
-            upper: self.mean + 3.0 * sd,
-            learning,
-        };
-        let d = value - self.mean;
-        self.mean += 0.05 * d;
-        self.var = 0.95 * (self.var + 0.05 * d * d);
-        v
+    /// Points seen so far.
+    pub fn points(&self) -> u64 {
+        self.n
     }
+
+    /// Still in warm-up.
+    pub fn learning(&self, cfg: &EngineConfig) -> bool {
+        self.n <= cfg.warmup as u64
+    }
+
+    /// Scores `value` observed at `ts` (unix seconds), then learns it.
+    /// Non-finite values are not learnt and get a neutral verdict.
+    pub fn update(&mut self, cfg: &EngineConfig, ts: i64, value: f64) -> Verdict {
+        self.update_detailed(cfg, ts, value).0
+    }
+
+    /// [`update`](Self::update), plus each model's part in the verdict (in
+    /// [`ModelKind::ALL`] order).
+    pub fn update_detailed(
+        &mut self,
+        cfg: &EngineConfig,
+        ts: i64,
+        value: f64,
+    ) -> (Verdict, [ModelScore; 5]) {
+        if !value.is_finite() {
+            let v = Verdict {
+                learning: self.learning(cfg),
+                expected: f64::NAN,
+                lower: f64::NAN,
+                upper: f64::NAN,
+                ..Verdict::default()
+            };
+            return (v, [ModelScore::default(); 5]);
+        }
+        self.n += 1;
+        let on = |m: ModelKind| cfg.enabled(m);
+        // The seasonal model sees the raw value; the others see it with the
+        // learnt time-of-day part removed (zero unless the series has a
+        // real cycle), so a daily ramp is not a level shift to them.
+        let (adj, familiar) = if on(ModelKind::Seasonal) {
+            (
+                self.seasonal.adjustment(&cfg.seasonal, ts),
+                self.seasonal.familiar(&cfg.seasonal, ts, value),
+            )
+        } else {
+            (0.0, false)
+        };
+        let seasonal = if on(ModelKind::Seasonal) {
+            let raw = Observation {
+                ts,
+                value,
+                history: &self.history,
+            };
+            self.seasonal.observe(&cfg.seasonal, &raw)
+        } else {
+            Surprise::NOT_READY
+        };
+        let obs = Observation {
+            ts,
+            value: value - adj,
+            history: &self.history,
+        };
+        let mut others = |m: ModelKind| -> Surprise {
+            if !on(m) {
+                return Surprise::NOT_READY;
+            }
+            let s = match m {
+                ModelKind::Robust => self.robust.observe(&cfg.robust, &obs),
+                ModelKind::Ewma => self.ewma.observe(&cfg.ewma, &obs),
+                ModelKind::Changepoint => self.changepoint.observe(&cfg.changepoint, &obs),
+                ModelKind::Kmeans => self.kmeans.observe(&cfg.kmeans, &obs),
+                ModelKind::Seasonal => unreachable!("observed above"),
+            };
+            Surprise {
+                expected: s.expected + adj,
+                ..s
+            }
+        };
+        let surprises: [Surprise; 5] = [
+            others(ModelKind::Robust),
+            others(ModelKind::Ewma),
+            seasonal,
+            others(ModelKind::Changepoint),
+            others(ModelKind::Kmeans),
+        ];
+        self.history.push(value - adj);
+
+        let learning = self.learning(cfg);
+        let mut ps = [1.0f64; 5];
+        let mut voters = 0u32;
+        for (i, s) in surprises.iter().enumerate() {
+            if s.ready
+                && let Some(p) = self.calib[i].observe(&cfg.calibration, s.z)
+            {
+                voters += 1;
+                ps[i] = p;
+            }
+        }
+        let m = voters.max(1) as f64;
+        let mut p = combine(cfg.combine, &ps, voters);
+        if familiar {
+            p = p.max(cfg.familiar_p);
+        }
+        let score = if learning { 0.0 } else { score_of(p) };
+        let mut fired = 0u8;
+        if !learning {
+            for (i, &p) in ps.iter().enumerate() {
+                if score_of(p * m) >= cfg.trigger {
+                    fired |= ModelKind::ALL[i].bit();
+                }
+            }
+        }
+
+        // Explanation: the seasonal model when it has an opinion (it knows
+        // the time of day), else the rolling median, else the EWMA. The
+        // band is where that model alone would not reach the trigger.
+        let basis = [2, 0, 1].into_iter().find(|&i| surprises[i].ready);
+        let (expected, lower, upper) = match basis {
+            Some(i) => {
+                let p_trigger = 10f64.powf(-10.0 * cfg.trigger) / m;
+                let c = &self.calib[i];
+                let sc = surprises[i].scale;
+                let up = sc * c.z_at(&cfg.calibration, p_trigger, true);
+                let down = sc * c.z_at(&cfg.calibration, p_trigger, false);
+                let e = surprises[i].expected;
+                (e, e - down, e + up)
+            }
+            None => (value, value, value),
+        };
+
+        let (anomalous, onset) = if learning {
+            (false, false)
+        } else {
+            self.hysteresis.step(cfg, score)
+        };
+        let alert_score = if anomalous && !onset {
+            score.min(cfg.recover)
+        } else {
+            score
+        };
+        let detail = std::array::from_fn(|i| ModelScore {
+            z: if surprises[i].ready {
+                surprises[i].z
+            } else {
+                0.0
+            },
+            p: ps[i],
+            expected: surprises[i].expected,
+        });
+        let verdict = Verdict {
+            score,
+            alert_score,
+            anomalous,
+            onset,
+            expected,
+            lower,
+            upper,
+            learning,
+            fired,
+            familiar,
+        };
+        (verdict, detail)
+    }
+
+    /// Bytes of state for this series, heap included.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            - std::mem::size_of::<History>()
+            - std::mem::size_of::<Seasonal>()
+            + self.history.state_bytes()
+            + self.seasonal.state_bytes()
+    }
+}
+
+/// Combines the voting models' probabilities (non-voters hold p = 1).
+fn combine(how: Combine, ps: &[f64; 5], voters: u32) -> f64 {
+    let m = voters.max(1) as f64;
+    match how {
+        Combine::Bonferroni => (ps.iter().copied().fold(1.0, f64::min) * m).min(1.0),
+        Combine::Harmonic => {
+            // Non-voters contribute 1/1 each; remove them.
+            let inv: f64 =
+                ps.iter().map(|p| 1.0 / p.max(1e-300)).sum::<f64>() - (5 - voters) as f64;
+            (m / inv.max(1e-300)).min(1.0)
+        }
+        Combine::Agreement => {
+            let mut sorted = *ps;
+            sorted.sort_by(f64::total_cmp);
+            let k = (voters.max(2) - 1) as f64;
+            (sorted[1] * k).min(1.0)
+        }
+        Combine::Fisher => {
+            let x: f64 = ps.iter().map(|p| -2.0 * p.max(1e-300).ln()).sum();
+            chi2_sf_even(x, 2 * voters.max(1))
+        }
+    }
+}
+
+/// Survival function of χ² with an even number of degrees of freedom `k`:
+/// `e^{−x/2} Σ_{i<k/2} (x/2)^i / i!` (exact, no special functions).
+fn chi2_sf_even(x: f64, k: u32) -> f64 {
+    let h = x / 2.0;
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for i in 1..k / 2 {
+        term *= h / i as f64;
+        sum += term;
+    }
+    ((-h).exp() * sum).min(1.0)
 }
 
 /// Scores a whole series in order with a fresh detector.
@@ -74,3 +538,6 @@ pub fn score_series(cfg: &EngineConfig, ts: &[i64], values: &[f64]) -> Vec<Verdi
         .map(|(&t, &v)| d.update(cfg, t, v))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+use super::*;
+use crate::model::synth::{ONSET, Rng, T0, scenario, timestamps};
+
+fn run(values: &[f64]) -> Vec<Verdict> {
+    score_series(&EngineConfig::default(), &timestamps(values.len()), values)
+}
+
+fn onsets(v: &[Verdict], r: std::ops::Range<usize>) -> Vec<usize> {
+    r.filter(|&i| v[i].onset).collect()
+}
+
+/// Every anomalous scenario opens an episode soon after its onset, and no
+/// scenario pages before it.
+#[test]
+fn scenarios_page_once_early_and_never_before() {
+    // (scenario, must page within this many points of the onset)
+    let table: &[(&str, usize)] = &[
+        ("spike", 1),
+        ("level_shift", 5),
+        ("variance_change", 20),
+        ("drift", 80),
+        ("seasonal_break", 60),
+        ("flatline", 0),
+    ];
+    for &(name, within) in table {
+        for seed in [1, 2, 3] {
+            let sc = scenario(name, seed);
+            let v = run(&sc.values);
+            let early = onsets(&v, 0..ONSET);
+            assert!(
+                early.is_empty(),
+                "{name}/{seed}: paged before the onset at {early:?}"
+            );
+            if within > 0 {
+                let hit = onsets(&v, ONSET..ONSET + within);
+                assert!(
+                    !hit.is_empty(),
+                    "{name}/{seed}: no page within {within} points"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn noise_never_pages() {
+    for seed in 1..=5 {
+        let sc = scenario("noisy", seed);
+        let v = run(&sc.values);
+        let pages = onsets(&v, 0..v.len());
+        assert!(pages.is_empty(), "seed {seed}: paged at {pages:?}");
+    }
+}
+
+#[test]
+fn daily_cycle_is_learnt_not_paged() {
+    // Two weeks of a strong daily cycle (night 20, day 120) with noise.
+    let mut rng = Rng::new(5);
+    let ts = timestamps(14 * 288);
+    let v: Vec<f64> = ts
+        .iter()
+        .map(|&t| {
+            let h = (t - T0).rem_euclid(86_400) / 3600;
+            (if (8..20).contains(&h) { 120.0 } else { 20.0 }) + 3.0 * rng.normal()
+        })
+        .collect();
+    let verdicts = score_series(&EngineConfig::default(), &ts, &v);
+    // After the first two days, the cycle is known.
+    let pages = onsets(&verdicts, 2 * 288..v.len());
+    assert!(pages.is_empty(), "paged on a normal day at {pages:?}");
+}
+
+#[test]
+fn warmup_is_the_same_fixed_number_of_points_for_every_series() {
+    let cfg = EngineConfig::default();
+    for name in ["spike", "noisy", "flatline"] {
+        let v = run(&scenario(name, 1).values);
+        let w = cfg.warmup as usize;
+        assert!(v[..w].iter().all(|v| v.learning && v.score == 0.0));
+        assert!(v[w..].iter().all(|v| !v.learning));
+    }
+}
+
+#[test]
+fn scores_are_causal() {
+    // Truncating the future must not change any past verdict.
+    let sc = scenario("level_shift", 4);
+    let full = run(&sc.values);
+    let cut = run(&sc.values[..ONSET + 3]);
+    assert_eq!(&full[..ONSET + 3], &cut[..]);
+}
+
+#[test]
+fn restore_mid_stream_gives_the_uninterrupted_verdicts() {
+    let cfg = EngineConfig::default();
+    let sc = scenario("seasonal_break", 6);
+    let ts = timestamps(sc.values.len());
+    let full = score_series(&cfg, &ts, &sc.values);
+    for cut in [150, 1000, ONSET + 1] {
+        let mut d = SeriesDetector::new(&cfg);
+        let mut got: Vec<Verdict> = (0..cut)
+            .map(|i| d.update(&cfg, ts[i], sc.values[i]))
+            .collect();
+        let snapshot = serde_json::to_vec(&d).unwrap();
+        drop(d);
+        let mut restored: SeriesDetector = serde_json::from_slice(&snapshot).unwrap();
+        got.extend((cut..ts.len()).map(|i| restored.update(&cfg, ts[i], sc.values[i])));
+        if let Some(i) = (0..full.len()).find(|&i| full[i] != got[i]) {
+            panic!(
+                "restored at {cut}, diverged at {i}: {:?} vs {:?}",
+                full[i], got[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn flapping_series_pages_once() {
+    // Spikes every 4 points for a while: one episode, not twenty.
+    let mut sc = scenario("noisy", 2);
+    for i in (ONSET..ONSET + 80).step_by(4) {
+        sc.values[i] += 60.0;
+    }
+    let v = run(&sc.values);
+    let pages = onsets(&v, ONSET..ONSET + 80);
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert!(v[ONSET + 40].anomalous);
+    // Inside the episode the alert score stays below the trigger.
+    let cfg = EngineConfig::default();
+    assert!(
+        v[ONSET + 1..ONSET + 80]
+            .iter()
+            .all(|v| v.alert_score < cfg.trigger)
+    );
+    // And the episode closes once the spikes stop.
+    assert!(!v[ONSET + 80 + 2 * cfg.recover_points as usize].anomalous);
+}
+
+#[test]
+fn verdict_explains_itself() {
+    let sc = scenario("spike", 3);
+    let v = run(&sc.values);
+    let hit = &v[ONSET];
+    assert!(hit.onset && hit.anomalous);
+    assert!(sc.values[ONSET] > hit.upper, "observed above the band");
+    assert!(
+        (hit.expected - 100.0).abs() < 1.0,
+        "expected ≈ 100, got {}",
+        hit.expected
+    );
+    let fired: Vec<_> = hit.fired_models().collect();
+    assert!(fired.contains(&ModelKind::Robust), "{fired:?}");
+    let calm = &v[ONSET - 100];
+    assert!(calm.lower < sc.values[ONSET - 100] && sc.values[ONSET - 100] < calm.upper);
+}
+
+#[test]
+fn non_finite_values_are_skipped_not_learnt() {
+    let cfg = EngineConfig::default();
+    let sc = scenario("noisy", 1);
+    let ts = timestamps(sc.values.len());
+    let mut a = SeriesDetector::new(&cfg);
+    let mut b = SeriesDetector::new(&cfg);
+    for i in 0..1000 {
+        a.update(&cfg, ts[i], sc.values[i]);
+        b.update(&cfg, ts[i], sc.values[i]);
+        if i == 500 {
+            let v = b.update(&cfg, ts[i], f64::NAN);
+            assert_eq!(v.score, 0.0);
+            b.update(&cfg, ts[i], f64::INFINITY);
+        }
+    }
+    assert_eq!(a, b);
+}
+
+#[test]
+fn state_fits_the_documented_budget() {
+    let cfg = EngineConfig::default();
+    let mut d = SeriesDetector::new(&cfg);
+    let sc = scenario("seasonal_break", 1);
+    for (t, v) in timestamps(sc.values.len()).into_iter().zip(&sc.values) {
+        d.update(&cfg, t, *v);
+    }
+    let bytes = d.state_bytes();
+    assert!(bytes <= 4096, "{bytes} bytes per series");
+}
+
+#[test]
+fn bad_config_names_every_field() {
+    let cfg = EngineConfig {
+        trigger: 1.5,
+        recover_points: 0,
+        robust: RobustConfig {
+            window: 1000,
+            ..Default::default()
+        },
+        kmeans: KMeansConfig {
+            k: 9,
+            ..Default::default()
+        },
+        disabled: ModelKind::ALL.to_vec(),
+        ..Default::default()
+    };
+    let err = cfg.validate().unwrap_err().0;
+    for field in [
+        "engine.trigger",
+        "engine.recover_points",
+        "engine.robust.window",
+        "engine.kmeans.k",
+        "engine.disabled",
+    ] {
+        assert!(
+            err.iter().any(|e| e.starts_with(field)),
+            "{field} missing from {err:#?}"
+        );
+    }
+    assert!(EngineConfig::default().validate().is_ok());
+}
+
+#[test]
+fn config_rejects_unknown_fields() {
+    let e = serde_json::from_str::<EngineConfig>(r#"{"warmup": 10, "trigerr": 0.5}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("trigerr"), "{e}");
+}
+#[test]
+fn dbg_bytes() {
+    let cfg = EngineConfig::default();
+    let d = SeriesDetector::new(&cfg);
+    eprintln!(
+        "state {} size_of {}",
+        d.state_bytes(),
+        std::mem::size_of::<SeriesDetector>()
+    );
+}
