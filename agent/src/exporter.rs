@@ -17,7 +17,7 @@
 //!   the data; the record must stay in the queue for the next start.
 //!
 //! # Retry policy
-//! Failures are classified exactly per the OTLP spec (see [`status`]).
+//! Failures are classified exactly per the OTLP spec (see the `status` module).
 //! Retryable ones are retried with exponential backoff and jitter
 //! ([`argus_common::backoff`]), never sooner than a server's `RetryInfo`
 //! asks; by default **forever**, because the durable queue behind us is the
@@ -27,7 +27,7 @@
 //!
 //! # Requests
 //! A payload larger than `max_request_bytes` is split along resource, scope
-//! and item boundaries ([`split`]) and its parts are delivered concurrently;
+//! and item boundaries (the `split` module) and its parts are delivered concurrently;
 //! the call returns when every part is settled. If an endpoint still refuses
 //! a part as too large (its limit is lower than ours), that part is halved
 //! and resent rather than retried verbatim or dropped. A shutdown while some
@@ -43,7 +43,7 @@
 //! compression; if the endpoint cannot decompress it the exporter switches
 //! to uncompressed by itself (logged) rather than losing data to a config
 //! mismatch. Credentials are resolved once at build and files re-read when
-//! they change ([`credentials`]).
+//! they change (the `credentials` module).
 //!
 //! # Shutdown
 //! Shutdown interrupts waiting (for a retry delay, for a free slot) at once.

@@ -1,7 +1,7 @@
 //! What an operator writes under `exporter:`, and every way it can be wrong.
 //!
-//! Static checks live in [`ExporterConfig::problems`] (no I/O, so `argus
-//! agent --check-config` can run them anywhere); [`ExporterConfig::build`]
+//! Static checks live in [`ExporterConfig::problems`] (no I/O, so a config
+//! check can run them on any machine); [`ExporterConfig::build`]
 //! adds what only the node can tell (unreadable certificate, unset token
 //! variable) and reports all of it at once, each problem naming its field.
 //!
