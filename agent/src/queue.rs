@@ -73,7 +73,19 @@
 //!    24   4  body_crc         CRC-32 of the body
 //!    28   4  header_crc       CRC-32 of bytes 0..28 of this header
 //!   body, body_len bytes      the record, opaque (an encoded Payload)
+//! and, once the segment is closed, its seal, 32 bytes:
+//!     0   4  sync marker      C1 5E A7 FE
+//!     4   4  0x80000000       bit 31 of body_len set = seal; no body
+//!     8   8  next_seq         u64, first sequence number of the next segment
+//!    16   8  sealed           i64, Unix milliseconds
+//!    24   4  body_crc         0 (CRC-32 of nothing)
+//!    28   4  header_crc       CRC-32 of bytes 0..28
 //! ```
+//!
+//! The seal makes a closed segment state exactly which sequence numbers it
+//! held, so a segment whose end is lost (a file cut short by a power loss,
+//! even exactly at a record boundary) is recognised and its lost records
+//! are counted, never silently missing.
 //!
 //! Overhead is 32 bytes per record (0.05 % of a 64 KiB batch). The header
 //! has its own checksum so that a damaged length is never trusted: recovery
@@ -108,8 +120,8 @@
 //! # Life of a segment
 //!
 //! The last segment is the *write head*; records are appended to it until
-//! the next one would take it past `segment_bytes`, then a new head is
-//! created, named after the next sequence number. A segment that is not the
+//! the next one would take it past `segment_bytes`, then it is sealed and a
+//! new head is created, named after the next sequence number. A segment that is not the
 //! head is deleted (segment file first, then its ack file: a crash in
 //! between leaves an orphan ack file, removed on open, never a segment that
 //! lost its acks) once every record in it is settled. `drop_oldest` deletes
@@ -123,9 +135,11 @@
 //! increasing and consistent with their offset (record *k* of a segment
 //! cannot start before byte 32 + 32·*k*). Sequence numbers missing between
 //! good records are the corrupt ones: counted, logged and settled (unless
-//! already acked). For a segment other than the head, damage at its end is
-//! bounded by the next segment's first sequence number. The head's damaged
-//! end is a torn write: truncated. Ack files are applied, the reader starts
+//! already acked). A closed segment's seal says where its numbers end; if
+//! the seal is missing, its end was damaged and the next segment's first
+//! sequence number bounds the loss. The head's damaged end is a torn write:
+//! truncated. A head found sealed (the process died while starting the next
+//! segment) takes no more appends. Ack files are applied, the reader starts
 //! at the first unsettled record, and fully settled segments are deleted.
 //!
 //! # Threads and async

@@ -576,3 +576,32 @@ async fn all_metric_names_are_exposed_with_the_agent_prefix() {
         );
     }
 }
+
+#[tokio::test]
+async fn closed_segment_cut_at_a_record_boundary_still_counts_its_lost_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = cfg(tmp.path());
+    let (w, r, _) = open(&c);
+    // 5 KiB records, 3 per 16 KiB segment: segments 0, 3, 6.
+    for i in 0..9 {
+        w.append(&body(i, 5000)).await.unwrap();
+    }
+    drop((w, r));
+    let seg0 = tmp.path().join("00000000000000000000.seg");
+    let bytes = std::fs::read(&seg0).unwrap();
+    let scan = format::scan_segment(&bytes);
+    assert!(scan.seal.is_some(), "a closed segment is sealed");
+    // What a power loss can leave: the file ends cleanly after record 0;
+    // records 1 and 2 and the seal are gone, nothing looks torn.
+    let r0 = scan.records[0];
+    std::fs::write(&seg0, &bytes[..r0.offset + r0.total_len]).unwrap();
+
+    let (w, mut r, reg) = open(&c);
+    assert_eq!(metric(&reg, "argus_agent_queue_corrupt_records_total"), 2.0);
+    drop(w);
+    let mut got = Vec::new();
+    while let Some(e) = r.next().await {
+        got.push(num(&e));
+    }
+    assert_eq!(got, [0, 3, 4, 5, 6, 7, 8]);
+}

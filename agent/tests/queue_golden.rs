@@ -33,6 +33,9 @@ fn expected_records() -> Vec<(u64, i64, Vec<u8>)> {
     ]
 }
 
+/// The seal after the records: the segment holds numbers below 3.
+const SEALED: i64 = CREATED + 4;
+
 /// Acks of the golden ack file, out of order as concurrent exports give them.
 const ACKED: [u32; 2] = [1, 0];
 
@@ -50,6 +53,7 @@ fn encode_segment() -> Vec<u8> {
     for (seq, ts, body) in expected_records() {
         format::encode_record(seq, ts, &body, &mut out);
     }
+    out.extend_from_slice(&format::encode_seal(3, SEALED));
     out
 }
 
@@ -119,6 +123,25 @@ fn annotate_segment(b: &[u8]) -> String {
         }
         at += body.len();
     }
+    s.push_str("# --- seal: the segment is closed\n");
+    hex_line(&mut s, &b[at..at + 4], "sync marker");
+    hex_line(
+        &mut s,
+        &b[at + 4..at + 8],
+        "seal flag (bit 31 of body_len), no body",
+    );
+    hex_line(
+        &mut s,
+        &b[at + 8..at + 16],
+        "next_seq 3: the segment held numbers below 3",
+    );
+    hex_line(&mut s, &b[at + 16..at + 24], &format!("sealed {SEALED} ms"));
+    hex_line(&mut s, &b[at + 24..at + 28], "body_crc = crc32(empty) = 0");
+    hex_line(
+        &mut s,
+        &b[at + 28..at + 32],
+        "header_crc = crc32(header bytes 0..28)",
+    );
     s
 }
 
@@ -169,6 +192,13 @@ fn golden_segment_decodes_to_the_expected_records() {
     );
     assert!(scan.damaged.is_empty());
     assert_eq!(scan.valid_end, bytes.len());
+    assert_eq!(
+        scan.seal,
+        Some(format::ScannedSeal {
+            offset: bytes.len() - RECORD_HEADER_LEN,
+            next_seq: 3
+        })
+    );
     let got: Vec<(u64, i64, Vec<u8>)> = scan
         .records
         .iter()
@@ -209,10 +239,16 @@ async fn queue_opened_on_golden_files_delivers_only_the_unacked_record() {
         when_full: WhenFull::Block,
     };
     let (writer, mut reader) = cfg.build(&mut Registry::default()).unwrap();
-    drop(writer);
     let e = reader.next().await.expect("record 2 is unacked");
     assert_eq!(e.id.seq(), 2);
     assert_eq!(e.appended_unix_ms, CREATED + 3);
     assert_eq!(e.data.as_ref(), expected_records()[2].2.as_slice());
+    // The sealed segment takes nothing more: the next record starts
+    // segment 3, and numbering continues.
+    writer.append(b"after the seal").await.unwrap();
+    assert!(tmp.path().join("00000000000000000003.seg").exists());
+    drop(writer);
+    let e = reader.next().await.unwrap();
+    assert_eq!((e.id.seq(), e.data.as_ref()), (3, &b"after the seal"[..]));
     assert!(reader.next().await.is_none());
 }

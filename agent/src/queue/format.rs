@@ -37,6 +37,8 @@ pub const SYNC_MARKER: [u8; 4] = [0xC1, 0x5E, 0xA7, 0xFE];
 /// more is damaged even if its checksum matches, so no decoder ever sizes a
 /// buffer from a hostile length.
 pub const MAX_BODY_LEN: u32 = 1 << 30;
+/// Flag in the length field of a seal frame (see [`encode_seal`]).
+pub const SEAL_FLAG: u32 = 1 << 31;
 
 fn crc(parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
@@ -145,6 +147,19 @@ pub fn encode_record_header(
     b
 }
 
+/// Encodes the seal that closes a segment: a record header with
+/// [`SEAL_FLAG`] set in the length field, no body, and as sequence number
+/// the first one of the next segment. A sealed segment states exactly which
+/// sequence numbers it held, so damage that cuts its end (even at a record
+/// boundary) is still counted.
+pub fn encode_seal(next_seq: u64, sealed_unix_ms: i64) -> [u8; RECORD_HEADER_LEN] {
+    let mut b = encode_record_header(next_seq, sealed_unix_ms, &[]);
+    b[4..8].copy_from_slice(&SEAL_FLAG.to_le_bytes());
+    let c = crc(&[&b[0..28]]);
+    b[28..32].copy_from_slice(&c.to_le_bytes());
+    b
+}
+
 /// Appends one whole record (header then body) to `out`.
 pub fn encode_record(seq: u64, appended_unix_ms: i64, body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&encode_record_header(seq, appended_unix_ms, body));
@@ -154,6 +169,8 @@ pub fn encode_record(seq: u64, appended_unix_ms: i64, body: &[u8], out: &mut Vec
 /// A record header whose own checksum matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
+    /// A seal rather than a record.
+    pub seal: bool,
     pub body_len: u32,
     pub seq: u64,
     pub appended_unix_ms: i64,
@@ -172,11 +189,14 @@ impl RecordHeader {
         if b[0..4] != SYNC_MARKER || crc(&[&b[0..28]]) != u32_at(b, 28) {
             return None;
         }
-        let body_len = u32_at(b, 4);
-        if body_len > MAX_BODY_LEN {
+        let raw_len = u32_at(b, 4);
+        let seal = raw_len & SEAL_FLAG != 0;
+        let body_len = raw_len & !SEAL_FLAG;
+        if body_len > MAX_BODY_LEN || (seal && body_len != 0) {
             return None;
         }
         Some(RecordHeader {
+            seal,
             body_len,
             seq: u64_at(b, 8),
             appended_unix_ms: u64_at(b, 16) as i64,
@@ -199,6 +219,8 @@ pub enum RecordDecode<'a> {
     /// The header is intact but the body fails its checksum: record `seq` is
     /// lost, and the next record starts exactly `total_len` bytes on.
     BadBody { seq: u64, total_len: usize },
+    /// The segment's seal: it held sequence numbers below `next_seq`.
+    Seal { next_seq: u64 },
     /// The buffer ends before the record does; `needed` bytes from the start
     /// of the buffer would tell. (Fewer than a header's worth of bytes gives
     /// `needed == RECORD_HEADER_LEN` without judging them.)
@@ -217,6 +239,9 @@ pub fn decode_record(buf: &[u8]) -> RecordDecode<'_> {
     let Some(h) = RecordHeader::decode(buf) else {
         return RecordDecode::NoHeader;
     };
+    if h.seal {
+        return RecordDecode::Seal { next_seq: h.seq };
+    }
     let total_len = h.total_len();
     let Some(body) = buf.get(RECORD_HEADER_LEN..total_len) else {
         return RecordDecode::Incomplete { needed: total_len };
@@ -284,11 +309,22 @@ pub struct SegmentScan {
     /// Byte ranges between verified records that hold no verified record
     /// (damage). Sorted, disjoint, all below `valid_end`.
     pub damaged: Vec<Range<usize>>,
-    /// End of the last verified record (or of the header when there is none;
-    /// 0 when even the header is unusable and no record follows). Bytes from
-    /// here to the end of the file are the tail: a torn write after
-    /// `kill -9`, or damage that no later record bounds.
+    /// The seal, if the segment was closed and its seal is intact. The scan
+    /// stops there.
+    pub seal: Option<ScannedSeal>,
+    /// End of the last verified record or seal (or of the header when there
+    /// is none; 0 when even the header is unusable and nothing follows).
+    /// Bytes from here to the end of the file are the tail: a torn write
+    /// after `kill -9`, or damage that no later record bounds.
     pub valid_end: usize,
+}
+
+/// Where a segment's seal is and what it says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScannedSeal {
+    pub offset: usize,
+    /// One past the last sequence number the segment held.
+    pub next_seq: u64,
 }
 
 impl SegmentScan {
@@ -309,6 +345,7 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan {
         header,
         records: Vec::new(),
         damaged: Vec::new(),
+        seal: None,
         valid_end: if header.is_ok() {
             SEGMENT_HEADER_LEN
         } else {
@@ -343,6 +380,17 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan {
                 pos += total_len;
                 scan.valid_end = pos;
                 continue;
+            }
+            RecordDecode::Seal { next_seq } if last_seq.is_none_or(|l| next_seq > l) => {
+                if let Some(from) = damage_from.take() {
+                    scan.damaged.push(from..pos);
+                }
+                scan.seal = Some(ScannedSeal {
+                    offset: pos,
+                    next_seq,
+                });
+                scan.valid_end = pos + RECORD_HEADER_LEN;
+                break;
             }
             // The length is trustworthy (header checksum matched), so skip
             // exactly this record; anything else resyncs byte by byte.
@@ -553,6 +601,34 @@ mod tests {
             scan.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
             [0, 2]
         );
+    }
+
+    #[test]
+    fn seal_ends_the_scan_and_states_the_next_sequence_number() {
+        let mut buf = segment(10, &[b"a", b"b"]);
+        let seal_at = buf.len();
+        buf.extend_from_slice(&encode_seal(12, 5));
+        buf.extend_from_slice(b"garbage after the seal");
+        let scan = scan_segment(&buf);
+        assert_eq!(scan.records.len(), 2);
+        assert_eq!(
+            scan.seal,
+            Some(ScannedSeal {
+                offset: seal_at,
+                next_seq: 12
+            })
+        );
+        assert_eq!(scan.valid_end, seal_at + RECORD_HEADER_LEN);
+        assert_eq!(
+            decode_record(&encode_seal(12, 5)),
+            RecordDecode::Seal { next_seq: 12 }
+        );
+        // A seal flag on a header with a body is not a valid header.
+        let mut bad = encode_record_header(1, 0, b"xyz");
+        bad[7] |= 0x80;
+        let c = crc(&[&bad[0..28]]);
+        bad[28..32].copy_from_slice(&c.to_le_bytes());
+        assert_eq!(RecordHeader::decode(&bad), None);
     }
 
     #[test]

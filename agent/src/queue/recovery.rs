@@ -59,7 +59,14 @@ pub(crate) fn recover(
     let mut segments = VecDeque::with_capacity(seqs.len());
     for (i, &first) in seqs.iter().enumerate() {
         let next_first = seqs.get(i + 1).copied();
-        segments.push_back(recover_segment(dir, metrics, clock, first, next_first)?);
+        segments.push_back(recover_segment(
+            dir,
+            cfg.segment_bytes,
+            metrics,
+            clock,
+            first,
+            next_first,
+        )?);
     }
     if segments.is_empty() {
         let path = segment_path(dir, 0);
@@ -103,6 +110,8 @@ pub(crate) fn recover(
     let segments = kept;
 
     let head_seg = segments.back().expect("never empty");
+    // A head found sealed: the process died while starting the next one.
+    let head_sealed = head_seg.readable_end < head_seg.file_len;
     let head_path = segment_path(dir, head_seg.first_seq);
     let head_file = OpenOptions::new()
         .read(true)
@@ -115,6 +124,7 @@ pub(crate) fn recover(
         size: head_seg.file_len,
         records: head_seg.records.len() as u64,
         broken: false,
+        sealed: head_sealed,
     };
     let state = State {
         next_seq: head_seg.next_seq(),
@@ -140,6 +150,7 @@ pub(crate) fn recover(
 /// the head).
 fn recover_segment(
     dir: &Path,
+    segment_bytes: u64,
     metrics: &Metrics,
     clock: &WallClock,
     first: u64,
@@ -191,15 +202,28 @@ fn recover_segment(
 
     let tail = data.len() - scan.valid_end;
     let base_end = records.last().map_or(first, |r| r.seq + 1);
-    // Damage at the end of a sealed segment hides how many records it
-    // held; the next segment bounds it, and so does the damaged length
-    // (each record takes at least 32 bytes). The head's damaged end is a
-    // torn write instead, cut off below.
-    let end_seq = match next_first {
-        Some(n) if tail > 0 => n
-            .min(base_end + (tail / RECORD_HEADER_LEN) as u64)
-            .max(base_end),
-        _ => base_end,
+    // Plausible like a record: not before the records it closes, within this
+    // segment's range, and no more numbers than bytes before it allow.
+    let seal = scan.seal.filter(|s| {
+        s.next_seq >= base_end
+            && s.next_seq - first <= ((s.offset - SEGMENT_HEADER_LEN) / RECORD_HEADER_LEN) as u64
+            && next_first.is_none_or(|n| s.next_seq <= n)
+    });
+    let end_seq = match (seal, next_first) {
+        // The seal says exactly which numbers the segment held.
+        (Some(s), _) => s.next_seq,
+        // A closed segment without its seal: its end is damaged (cut, even at
+        // a record boundary, or overwritten). The next segment bounds what
+        // it held; so does the most records a segment file can hold. (If the
+        // segments right after it were deleted meanwhile, records of theirs,
+        // all settled, are counted as lost here too: damage plus a gap is
+        // the one case where the count overstates.)
+        (None, Some(n)) => {
+            let most = (data.len().max(segment_bytes as usize) / RECORD_HEADER_LEN) as u64;
+            n.min(first + most).max(base_end)
+        }
+        // The head's damaged end is a torn write instead, cut off below.
+        (None, None) => base_end,
     };
     let n = (end_seq - first) as usize;
     let mut metas = vec![RecordMeta::SETTLED; n];
@@ -287,7 +311,8 @@ fn recover_segment(
     metrics.corrupt(first, lost.len() as u64, damaged as u64, "open");
 
     let mut file_len = data.len() as u64;
-    let mut readable_end = scan.valid_end as u64;
+    // The reader stops before the seal.
+    let mut readable_end = seal.map_or(scan.valid_end, |s| s.offset) as u64;
     if is_head && (scan.valid_end < SEGMENT_HEADER_LEN || tail > 0) {
         let f = OpenOptions::new()
             .write(true)
@@ -312,7 +337,7 @@ fn recover_segment(
                 .map_err(|e| QueueError::io("truncate", &path, e))?;
             file_len = scan.valid_end as u64;
         }
-        readable_end = file_len;
+        readable_end = seal.map_or(file_len, |s| s.offset as u64);
     }
 
     let pending = metas.iter().filter(|m| m.pending).count() as u64;

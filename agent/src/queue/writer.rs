@@ -24,12 +24,19 @@ pub(crate) struct Head {
     /// rather than trust this one's tail (after a failed fsync, Linux may
     /// report later fsyncs of the same file as successful).
     pub broken: bool,
+    /// The seal is written (found on open, or a rotation failed after
+    /// writing it): nothing more may be appended here.
+    pub sealed: bool,
 }
 
 impl Head {
     fn must_rotate(&self, total: u64, segment_bytes: u64) -> bool {
-        self.broken || (self.records > 0 && self.size + total > segment_bytes)
+        self.broken || self.sealed || (self.records > 0 && self.size + total > segment_bytes)
     }
+
+    /// Bytes a rotation adds besides the record: the old head's seal and
+    /// the new head's header.
+    pub(crate) const ROTATION_BYTES: u64 = (RECORD_HEADER_LEN + SEGMENT_HEADER_LEN) as u64;
 
     /// Writes one record whose body follows `RECORD_HEADER_LEN` reserved
     /// bytes in `buf`. Blocking.
@@ -91,9 +98,38 @@ impl Head {
         QueueError::io(op, &path, e)
     }
 
+    /// Writes the seal after the last record. Best effort: without it, a
+    /// later open bounds this segment by the next one's first number.
+    fn seal(&mut self, sh: &Shared, next: u64) {
+        let path = segment_path(&sh.cfg.dir, self.first_seq);
+        let seal = format::encode_seal(next, (sh.clock)());
+        let res = self.file.write_all_at(&seal, self.size).and_then(|()| {
+            if sh.cfg.fsync == FsyncPolicy::Always {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match res {
+            Ok(()) => {
+                self.size += seal.len() as u64;
+                self.sealed = true;
+                let mut st = sh.state.lock();
+                st.bytes += seal.len() as u64;
+                let seg = st.segments.back_mut().expect("the head segment exists");
+                seg.file_len = self.size;
+            }
+            Err(e) => sh.metrics.io_error("write", &path, &e),
+        }
+    }
+
     /// Starts a new segment named after the next sequence number; the old
     /// head is sealed (and deleted at once if everything in it is settled).
     fn rotate(&mut self, sh: &Shared) -> Result<(), QueueError> {
+        let next = sh.state.lock().next_seq;
+        if self.first_seq != next && !self.sealed {
+            self.seal(sh, next);
+        }
         let next = sh.state.lock().next_seq;
         let path = segment_path(&sh.cfg.dir, next);
         let fail = |op: &'static str, path: &std::path::Path, e: std::io::Error| {
@@ -128,6 +164,7 @@ impl Head {
                 size: SEGMENT_HEADER_LEN as u64,
                 records: 0,
                 broken: false,
+                sealed: false,
             },
         );
         let mut deleted = None;
@@ -219,7 +256,7 @@ impl QueueWriter {
                 let mut st = sh.state.lock();
                 let need = total
                     + if head.must_rotate(total, sh.cfg.segment_bytes) {
-                        SEGMENT_HEADER_LEN as u64
+                        Head::ROTATION_BYTES
                     } else {
                         0
                     };
