@@ -71,6 +71,9 @@ pub enum HeaderError {
     Checksum,
     /// A version this build does not know.
     Version(u16),
+    /// Reserved bytes are not zero (version 1 writes zeros; a format that
+    /// uses them gets a new version).
+    Reserved,
 }
 
 impl std::fmt::Display for HeaderError {
@@ -80,6 +83,7 @@ impl std::fmt::Display for HeaderError {
             HeaderError::Magic => f.write_str("bad magic bytes"),
             HeaderError::Checksum => f.write_str("header checksum mismatch"),
             HeaderError::Version(v) => write!(f, "unknown format version {v}"),
+            HeaderError::Reserved => f.write_str("reserved bytes not zero"),
         }
     }
 }
@@ -117,6 +121,9 @@ impl SegmentHeader {
         let version = u16_at(b, 6);
         if version != VERSION {
             return Err(HeaderError::Version(version));
+        }
+        if b[24..28] != [0; 4] {
+            return Err(HeaderError::Reserved);
         }
         Ok(SegmentHeader {
             first_seq: u64_at(b, 8),
@@ -436,6 +443,9 @@ pub fn decode_ack_header(buf: &[u8]) -> Result<u64, HeaderError> {
     if version != VERSION {
         return Err(HeaderError::Version(version));
     }
+    if b[16..28] != [0; 12] {
+        return Err(HeaderError::Reserved);
+    }
     Ok(u64_at(b, 8))
 }
 
@@ -639,6 +649,21 @@ mod tests {
         assert_eq!(scan.header, Err(HeaderError::Checksum));
         assert_eq!(scan.records.len(), 1);
         assert_eq!(SegmentHeader::decode(b"ARGUSQ"), Err(HeaderError::Short));
+        // Found by the fuzzer: reserved bytes set under a matching checksum.
+        let mut h = SegmentHeader {
+            first_seq: 0,
+            created_unix_ms: 0,
+        }
+        .encode();
+        h[25] = 1;
+        let c = crc(&[&h[0..28]]);
+        h[28..32].copy_from_slice(&c.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&h), Err(HeaderError::Reserved));
+        let mut a = encode_ack_header(7);
+        a[20] = 1;
+        let c = crc(&[&a[0..28]]);
+        a[28..32].copy_from_slice(&c.to_le_bytes());
+        assert_eq!(decode_ack_header(&a), Err(HeaderError::Reserved));
         assert_eq!(SegmentHeader::decode(&[0u8; 32]), Err(HeaderError::Magic));
     }
 
