@@ -22,15 +22,22 @@
 //!   moment `ack` returns). A restart after `kill -9` therefore re-delivers
 //!   exactly the records that were not acked: no duplicates beyond the
 //!   batches that were in flight (sent but not yet acked), which
-//!   at-least-once has to resend anyway. After a power loss, acks of the
-//!   last fsync interval may be lost too, so at most one interval's worth of
-//!   acked batches is delivered twice.
+//!   at-least-once has to resend anyway. After a power loss, acks not yet
+//!   flushed are lost too, and those batches are delivered twice: at most
+//!   the last interval's (acks are flushed with the interval, or every
+//!   second under `always`); under `never`, what the kernel had not yet
+//!   written back.
 //! - **Nothing is skipped silently.** A record lost to on-disk damage is
 //!   counted in `queue_corrupt_records_total` and logged with its segment;
 //!   a torn tail (the half-written record of an `append` that never returned)
 //!   is cut off and counted in `queue_truncated_bytes_total`; records removed
 //!   by `when_full: drop_oldest` are counted in
-//!   `queue_dropped_records_total{reason="queue_full"}` and logged.
+//!   `queue_dropped_records_total{reason="queue_full"}` and logged. One loss
+//!   cannot be seen: a power loss (under `fsync` other than `always`) that
+//!   reverts the write head to an earlier size *exactly* at a record
+//!   boundary leaves no trace of the records after it. That is the fsync
+//!   policy's documented window, not a process crash: `kill -9` cannot cut
+//!   a file.
 //! - **Bounded.** Segment files together stay below `max_bytes` (plus, for a
 //!   moment, segments whose deletion the I/O thread has not yet carried out).
 //!   Memory: 16 bytes per live record (its timestamp, length and state), so
@@ -150,8 +157,15 @@
 //! `append` can never interleave two writes. Periodic fsyncs and segment
 //! deletion (an `unlink` of megabytes can take milliseconds) run on one
 //! dedicated I/O thread, which flushes once more and exits when the last
-//! handle is dropped. `next` is cancel-safe (nothing advances until it
+//! handle is dropped (the drop joins it: that is the queue's shutdown story,
+//! bounded by one flush). `next` is cancel-safe (nothing advances until it
 //! returns an entry), so the exporter can `select!` it against shutdown.
+//! Two small file operations do run on the caller's thread, by design: the
+//! 8-byte ack write (see above), and once per segment the creation of its
+//! ack file on the first ack.
+//!
+//! Metrics are registered by [`DiskQueueConfig::build`]: call it once per
+//! registry.
 //!
 //! # No nack
 //!

@@ -319,9 +319,10 @@ fn recover_segment(
             .open(&path)
             .map_err(|e| QueueError::io("open", &path, e))?;
         if scan.valid_end < SEGMENT_HEADER_LEN {
-            // No usable header and no record: rewrite the header.
-            if data.len() > SEGMENT_HEADER_LEN {
-                metrics.truncated(first, (data.len() - SEGMENT_HEADER_LEN) as u64);
+            // No usable header and no record: rewrite the header; whatever
+            // was there is discarded.
+            if !data.is_empty() {
+                metrics.truncated(first, data.len() as u64);
             }
             let header = SegmentHeader {
                 first_seq: first,
