@@ -42,10 +42,15 @@ fn cfg(dir: &Path) -> DiskQueueConfig {
 /// Numbers from here on have ~1 MiB bodies: a SIGKILL can then land inside
 /// one `write` (Linux checks for it between pages), leaving a torn tail.
 const BIG: u64 = 1 << 40;
+/// Numbers from here on have small bodies (the reader test needs many
+/// records: the child may run a whole pipe buffer ahead of the parent).
+const SMALL: u64 = 1 << 50;
 
 fn body(n: u64) -> Vec<u8> {
     let mut b = n.to_le_bytes().to_vec();
-    let len = if n >= BIG {
+    let len = if n >= SMALL {
+        8 + (n % 256) as usize
+    } else if n >= BIG {
         (1 << 20) + (n % 4096) as usize
     } else {
         8 + (n.wrapping_mul(7919) % 12_000) as usize
@@ -148,7 +153,26 @@ fn spawn_child(role: &str, dir: &Path, start: u64) -> Child {
 
 /// Reads `prefix N` lines; SIGKILLs the child after `kill_after` of them
 /// (while it is still going), then collects what it printed before dying.
+/// A child that stalls is killed by a watchdog and fails the test.
 fn run_and_kill(mut child: Child, prefix: &str, kill_after: usize) -> Vec<u64> {
+    let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let (done, stalled) = (done.clone(), stalled.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if std::time::Instant::now() > deadline {
+                    stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+                    // SAFETY: our own child, not yet reaped (we wait below).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
     let out = BufReader::new(child.stdout.take().unwrap());
     let mut got = Vec::new();
     let mut killed = false;
@@ -165,6 +189,13 @@ fn run_and_kill(mut child: Child, prefix: &str, kill_after: usize) -> Vec<u64> {
         }
     }
     let status = child.wait().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    watchdog.join().unwrap();
+    assert!(
+        !stalled.load(std::sync::atomic::Ordering::SeqCst),
+        "child stalled after {} lines",
+        got.len()
+    );
     assert!(killed, "child ended by itself before the kill: {status}");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
@@ -172,15 +203,14 @@ fn run_and_kill(mut child: Child, prefix: &str, kill_after: usize) -> Vec<u64> {
 }
 
 /// Kills a writer child `lives` times in the same directory and checks,
-/// after each, that everything it saw appended is there. Returns the bytes
-/// of torn tails cut on the way.
+/// after each, that everything it saw appended is there; then acks it all,
+/// so each life also proves acked records never come back. Returns the
+/// bytes of torn tails cut on the way.
 async fn kill_writers(dir: &Path, lives: &[(u64, usize)]) -> f64 {
-    let mut acked_all = BTreeSet::new();
     let mut truncated = 0.0;
     for &(start, kill_after) in lives {
         let printed = run_and_kill(spawn_child("writer", dir, start), "@A ", kill_after);
         assert!(printed.len() >= kill_after);
-        acked_all.extend(printed.iter().copied());
 
         let (w, mut r, reg) = open(dir);
         drop(w);
@@ -190,24 +220,29 @@ async fn kill_writers(dir: &Path, lives: &[(u64, usize)]) -> f64 {
             .unwrap()
         {
             present.push(number(&e.data));
+            r.ack(e.id);
         }
         assert_eq!(metric(&reg, "argus_agent_queue_corrupt_records_total"), 0.0);
         truncated += metric(&reg, "argus_agent_queue_truncated_bytes_total");
+        assert!(
+            present.iter().all(|n| *n >= start),
+            "records acked in an earlier life came back"
+        );
         let set: BTreeSet<u64> = present.iter().copied().collect();
         assert_eq!(set.len(), present.len(), "no record twice");
-        let lost: Vec<_> = acked_all.difference(&set).collect();
+        let printed: BTreeSet<u64> = printed.into_iter().collect();
+        let lost: Vec<_> = printed.difference(&set).collect();
         assert!(
             lost.is_empty(),
             "appended (Ok) but gone after kill -9: {lost:?}"
         );
-        // Per writer of this life: in its order, and at most one record more
-        // than it printed (appended, killed before printing).
-        let printed: BTreeSet<u64> = printed.into_iter().collect();
+        // Per writer: in its order, and at most one record more than it
+        // printed (appended, killed before printing).
         for k in 0..WRITERS {
             let mine: Vec<u64> = present
                 .iter()
                 .copied()
-                .filter(|n| *n >= start && n % WRITERS == k)
+                .filter(|n| n % WRITERS == k)
                 .collect();
             assert!(
                 mine.first().is_none_or(|f| *f == start + k),
@@ -256,10 +291,18 @@ async fn one_mib_records_survive_kill_9_and_torn_tails_are_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_reader_gets_exactly_its_unacked_records_again() {
     let tmp = tempfile::tempdir().unwrap();
-    const TOTAL: u64 = 5000;
+    // Far more than two lives can ack, even with the child a pipe buffer
+    // (~7500 lines) ahead of the parent's kill.
+    const TOTAL: u64 = 30_000;
     {
-        let (w, _r, _) = open(tmp.path());
-        for n in 0..TOTAL {
+        // Small segments, so many of them get fully acked and deleted.
+        let fill = DiskQueueConfig {
+            segment_bytes: 64 << 10,
+            max_record_bytes: 16 << 10,
+            ..cfg(tmp.path())
+        };
+        let (w, _r) = fill.build(&mut Registry::default()).unwrap();
+        for n in SMALL..SMALL + TOTAL {
             w.append(&body(n)).await.unwrap();
         }
     }
@@ -285,7 +328,9 @@ async fn a_killed_reader_gets_exactly_its_unacked_records_again() {
             redelivered_acked.is_empty(),
             "acked before kill -9, delivered again: {redelivered_acked:?}"
         );
-        let unacked: BTreeSet<u64> = (0..TOTAL).filter(|n| !acked.contains(n)).collect();
+        let unacked: BTreeSet<u64> = (SMALL..SMALL + TOTAL)
+            .filter(|n| !acked.contains(n))
+            .collect();
         let missing: Vec<_> = unacked.difference(&again).collect();
         assert!(
             missing.len() <= 1,
@@ -304,7 +349,10 @@ async fn a_killed_reader_gets_exactly_its_unacked_records_again() {
         .collect();
     segs.sort();
     segs.pop();
-    assert!(!segs.is_empty());
+    assert!(
+        segs.len() > 10,
+        "most of the ~65 segments still hold unacked records"
+    );
     for seg in segs {
         let bytes = std::fs::read(&seg).unwrap();
         let scan = argus_agent::queue::format::scan_segment(&bytes);
