@@ -340,8 +340,9 @@ async fn a_killed_reader_gets_exactly_its_unacked_records_again() {
         acked.extend(missing.into_iter().copied());
         drop(r);
     }
-    // A segment is deleted once everything in it is acked: every segment
-    // file left (but the write head) still holds an unacked record.
+    // After the reopens, no segment holding only acked records is left
+    // (deleted at runtime, or at the latest on open), and the ones left
+    // (but the write head) all hold an unacked record.
     let mut segs: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().path())
