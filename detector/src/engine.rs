@@ -36,7 +36,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    History, Model, Observation, Surprise,
+    History, Model, Observation, ScaleFloor, Surprise,
     changepoint::{Changepoint, ChangepointConfig},
     ewma::{Ewma, EwmaConfig},
     kmeans::{KMeansConfig, KMeansModel},
@@ -132,9 +132,9 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             warmup: 200,
-            trigger: 0.5,
-            recover: 0.3,
-            recover_points: 12,
+            trigger: 0.35,
+            recover: 0.25,
+            recover_points: 30,
             calibration: CalibrationConfig::default(),
             robust: RobustConfig::default(),
             ewma: EwmaConfig::default(),
@@ -290,6 +290,7 @@ impl Hysteresis {
 pub struct SeriesDetector {
     n: u64,
     history: History,
+    floor: ScaleFloor,
     robust: Robust,
     ewma: Ewma,
     seasonal: Seasonal,
@@ -309,6 +310,7 @@ impl SeriesDetector {
         SeriesDetector {
             n: 0,
             history: History::new(),
+            floor: ScaleFloor::default(),
             robust: Robust::new(&cfg.robust),
             ewma: Ewma::new(&cfg.ewma),
             seasonal: Seasonal::new(&cfg.seasonal),
@@ -361,7 +363,8 @@ impl SeriesDetector {
         let (adj, familiar) = if on(ModelKind::Seasonal) {
             (
                 self.seasonal.adjustment(&cfg.seasonal, ts),
-                self.seasonal.familiar(&cfg.seasonal, ts, value),
+                self.seasonal
+                    .familiar(&cfg.seasonal, ts, value, self.floor.floor()),
             )
         } else {
             (0.0, false)
@@ -371,6 +374,7 @@ impl SeriesDetector {
                 ts,
                 value,
                 history: &self.history,
+                floor: self.floor.floor(),
             };
             self.seasonal.observe(&cfg.seasonal, &raw)
         } else {
@@ -380,6 +384,7 @@ impl SeriesDetector {
             ts,
             value: value - adj,
             history: &self.history,
+            floor: self.floor.floor(),
         };
         let mut others = |m: ModelKind| -> Surprise {
             if !on(m) {
@@ -405,6 +410,7 @@ impl SeriesDetector {
             others(ModelKind::Kmeans),
         ];
         self.history.push(value - adj);
+        self.floor.learn(value - adj);
 
         let learning = self.learning(cfg);
         let mut ps = [1.0f64; 5];

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Model, Observation, Surprise, robust::scale_floor};
+use super::{Model, Observation, Surprise};
 
 /// CUSUM settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ impl Default for ChangepointConfig {
         ChangepointConfig {
             k: 0.5,
             h: 20.0,
-            alpha: 0.01,
+            alpha: 0.005,
             clip: 4.0,
             min_points: 48,
         }
@@ -102,7 +102,7 @@ impl Model for Changepoint {
             return Surprise::NOT_READY;
         }
         let warm = self.n <= cfg.min_points;
-        let sd = self.var.sqrt().max(scale_floor(self.mean));
+        let sd = self.var.sqrt().max(obs.floor);
         let r = x - self.mean;
         let u = (r / sd).clamp(-cfg.clip, cfg.clip);
         let mut out = Surprise::NOT_READY;

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Model, Observation, Surprise, robust::scale_floor};
+use super::{Model, Observation, Surprise};
 
 /// EWMA model settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ pub struct Ewma {
 
 impl Ewma {
     fn sd(&self) -> f64 {
-        self.var.sqrt().max(scale_floor(self.mean))
+        self.var.sqrt()
     }
 }
 
@@ -88,7 +88,7 @@ impl Model for Ewma {
         } else {
             cfg.alpha_var
         };
-        let sd = self.sd();
+        let sd = self.sd().max(obs.floor);
         let r = x - self.mean;
         let out = Surprise {
             z: r / sd,

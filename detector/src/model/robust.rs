@@ -67,19 +67,11 @@ impl RobustConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Robust {
     median: f64,
-    /// σ estimate: 1.4826 · MAD, floored (see [`scale_floor`]).
+    /// σ estimate: 1.4826 · MAD (or the mean-AD fallback).
     scale: f64,
     /// Points since the last recomputation.
     since: u32,
     ready: bool,
-}
-
-/// A MAD of zero (a flat or quantised series) would make every change
-/// infinitely surprising; the floor is relative to the level, so a
-/// flatline at 100 that moves to 101 is surprising, one that moves by 1e-9
-/// is not.
-pub(crate) fn scale_floor(level: f64) -> f64 {
-    1e-3 * level.abs().max(1e-6)
 }
 
 fn median_in_place(v: &mut [f32]) -> f64 {
@@ -116,7 +108,7 @@ impl Robust {
             1.2533 * mean_ad
         };
         self.median = med;
-        self.scale = sigma.max(scale_floor(med));
+        self.scale = sigma;
         self.since = 0;
         self.ready = true;
     }
@@ -138,10 +130,11 @@ impl Model for Robust {
             self.refit(cfg, h);
         }
         self.since += 1;
+        let scale = self.scale.max(obs.floor);
         Surprise {
-            z: (obs.value - self.median) / self.scale,
+            z: (obs.value - self.median) / scale,
             expected: self.median,
-            scale: self.scale,
+            scale,
             ready: true,
         }
     }

@@ -45,7 +45,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Model, Observation, Surprise, robust::scale_floor};
+use super::{Model, Observation, Surprise};
 
 const WEEK_BINS: usize = 168;
 const DAY: i64 = 86_400;
@@ -233,15 +233,15 @@ impl Seasonal {
     /// σ at daily bin `bin`. A bin sees only a few points a day, so its own
     /// spread is a noisy estimate: shrink it halfway towards the series'
     /// overall spread.
-    fn sigma(&self, bin: usize) -> f64 {
+    fn sigma(&self, bin: usize, floor: f64) -> f64 {
         let own = 0.5 * (self.day.spread[bin] as f64 + self.global_spread);
-        MAD_TO_SIGMA * own.max(scale_floor(self.level) / MAD_TO_SIGMA)
+        (MAD_TO_SIGMA * own).max(floor)
     }
 
     /// Whether `value` at `ts` departs from the daily prediction by no more
     /// than this bin or a neighbour did on an earlier day (see the module
     /// doc). Call before [`Model::observe`] on the same point.
-    pub fn familiar(&self, cfg: &SeasonalConfig, ts: i64, value: f64) -> bool {
+    pub fn familiar(&self, cfg: &SeasonalConfig, ts: i64, value: f64, floor: f64) -> bool {
         let age = self.first_ts.map_or(0, |f| ts - f);
         if age <= DAY {
             return false;
@@ -262,7 +262,7 @@ impl Seasonal {
             .map(|i| peaks[i])
             .fold(0.0f32, f32::max) as f64;
         // Within the band a point is not an excursion at all.
-        let band = 3.0 * self.sigma(b);
+        let band = 3.0 * self.sigma(b, floor);
         r.abs() > band && r.abs() <= PEAK_TOLERANCE * peak
     }
 }
@@ -295,7 +295,7 @@ impl Model for Seasonal {
             .week
             .as_ref()
             .is_some_and(|w| age > WEEK && w.seen[wb] > 0);
-        let day_sigma = self.sigma(db);
+        let day_sigma = self.sigma(db, obs.floor);
         let day_z = (x - day_pred) / day_sigma;
         let mut out = Surprise {
             z: day_z,
@@ -403,14 +403,14 @@ mod tests {
     use super::*;
 
     use crate::model::History;
-    use crate::model::synth::{ONSET, T0, max_z, run_model, scenario, timestamps};
+    use crate::model::synth::{ONSET, T0, max_z, run_model_floored, scenario, timestamps};
 
     fn run_ts(cfg: &SeasonalConfig, ts: &[i64], values: &[f64]) -> Vec<Surprise> {
-        run_model::<Seasonal>(cfg, Some(ts), values)
+        run_model_floored::<Seasonal>(cfg, Some(ts), values, false)
     }
 
     fn run(values: &[f64]) -> Vec<Surprise> {
-        run_model::<Seasonal>(&SeasonalConfig::default(), None, values)
+        run_model_floored::<Seasonal>(&SeasonalConfig::default(), None, values, false)
     }
 
     #[test]
@@ -495,6 +495,7 @@ mod tests {
                 ts: t,
                 value: v,
                 history: &h,
+                floor: 1e-9,
             };
             with_cycle.observe(&cfg, &obs(cyc.values[i]));
             without.observe(&cfg, &obs(flat.values[i]));
