@@ -38,9 +38,11 @@
 //! Nesting depth is bounded by `serde_json`'s recursion limit (128), so a
 //! deeply nested `kvlistValue` is an error, not a stack overflow.
 //!
-//! Responses are written by hand ([`response`], [`status`]) in canonical
-//! protobuf JSON (`int64` as a string, defaults omitted), which every OTLP
-//! client parses.
+//! Responses are written by hand ([`response`], [`status`]), defaults
+//! omitted. The rejected count is a JSON *number*: protobuf-JSON parsers
+//! accept numbers for `int64` as well as strings, but not every OTLP client
+//! parses with one (the Rust SDK's serde types refuse a string there), and a
+//! count of rejected items never nears 2^53.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -97,7 +99,7 @@ pub fn response(signal: Signal, accepted: &Accepted) -> Vec<u8> {
     };
     let mut partial = serde_json::Map::new();
     if accepted.rejected != 0 {
-        partial.insert(rejected_key.into(), accepted.rejected.to_string().into());
+        partial.insert(rejected_key.into(), accepted.rejected.into());
     }
     if !accepted.message.is_empty() {
         partial.insert("errorMessage".into(), accepted.message.clone().into());
@@ -1223,6 +1225,23 @@ mod tests {
     }
 
     #[test]
+    fn doubles_parse_to_the_exact_value_sent() {
+        // serde_json's default (fast) float parser returns ...409e42 here;
+        // `float_roundtrip` (enabled in Cargo.toml) makes it exact.
+        let r = metrics(
+            r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"gauge":{"dataPoints":[{"asDouble":1.2380699182778407e+42}]}}]}]}]}"#,
+        )
+        .unwrap();
+        let metric::Data::Gauge(g) = first_point(&r) else {
+            panic!()
+        };
+        assert_eq!(
+            g.data_points[0].value,
+            Some(number_data_point::Value::AsDouble(1.2380699182778407e42))
+        );
+    }
+
+    #[test]
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let mut body = String::new();
         for _ in 0..10_000 {
@@ -1235,7 +1254,7 @@ mod tests {
     }
 
     #[test]
-    fn responses_are_canonical_protobuf_json() {
+    fn responses_are_protobuf_json_every_client_parses() {
         assert_eq!(response(Signal::Logs, &Accepted::all()), b"{}");
         let v: serde_json::Value = serde_json::from_slice(&response(
             Signal::Metrics,
@@ -1244,7 +1263,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"partialSuccess": {"rejectedDataPoints": "3", "errorMessage": "bad \"points\""}})
+            serde_json::json!({"partialSuccess": {"rejectedDataPoints": 3, "errorMessage": "bad \"points\""}})
         );
         let v: serde_json::Value =
             serde_json::from_slice(&status(tonic::Code::InvalidArgument, "x")).unwrap();
