@@ -7,7 +7,7 @@
 //! mismatch nor which token matched leaks through timing. Hashing first also
 //! hides the tokens' lengths.
 //!
-//! A token file is re-read periodically ([`BearerAuth::run_reloader`]); a
+//! A token file is re-read every `token_reload_interval` while the receiver serves; a
 //! failed or empty re-read keeps the previous tokens and says so in the log,
 //! because refusing every client over a half-written Secret would be an
 //! outage made by the auth layer itself.

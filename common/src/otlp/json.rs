@@ -38,7 +38,7 @@
 //! Nesting depth is bounded by `serde_json`'s recursion limit (128), so a
 //! deeply nested `kvlistValue` is an error, not a stack overflow.
 //!
-//! Responses are written by hand ([`response`], [`status`]), defaults
+//! Responses are written by hand ([`response()`], [`status()`]), defaults
 //! omitted. The rejected count is a JSON *number*: protobuf-JSON parsers
 //! accept numbers for `int64` as well as strings, but not every OTLP client
 //! parses with one (the Rust SDK's serde types refuse a string there), and a
