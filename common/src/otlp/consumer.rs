@@ -23,6 +23,8 @@ use super::Payload;
 
 /// Takes decoded OTLP requests. Implemented by the agent's pipeline and the
 /// detector's ingest; the receiver is generic over it (no boxing per call).
+/// `Arc<T>` implements it too, so the caller can keep a handle on its
+/// consumer after handing it to `build`.
 pub trait OtlpConsumer: Send + Sync + 'static {
     /// Take one export request. Return quickly: the client waits for the
     /// answer. Backpressure is an error ([`ConsumeError::Full`]), not a wait.

@@ -14,6 +14,12 @@
 //!   `RESOURCE_EXHAUSTED` in tonic);
 //! - authentication and metrics need the raw HTTP/2 request.
 //!
+//! Request compression: `gzip` (what the SDKs and the Collector's exporter
+//! send by default) and none. `zstd`/`snappy` requests get tonic's
+//! `UNIMPLEMENTED` with a `grpc-accept-encoding: gzip` header, which gRPC
+//! clients understand; enabling tonic's `zstd` feature workspace-wide would
+//! add it. Responses are sent uncompressed: they are a few bytes.
+//!
 //! Consumer refusals carry `google.rpc.RetryInfo`: always for
 //! `RESOURCE_EXHAUSTED` (without it the OTLP spec makes the code
 //! non-retryable), for `UNAVAILABLE` when the consumer gave a delay.

@@ -595,3 +595,56 @@ async fn request_bytes_are_counted_even_when_refused() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_rotated_token_file_takes_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "old-token\n").unwrap();
+    let mut cfg = local_config();
+    let mut auth = AuthConfig::from_file(&token);
+    auth.token_reload_interval = Duration::from_secs(1);
+    cfg.auth = Some(auth);
+    let s = start(cfg).await;
+    let send = |t: &'static str| {
+        let url = s.http_url("/v1/logs");
+        async move {
+            let bearer = format!("Bearer {t}");
+            post(
+                &url,
+                PB,
+                logs(1).encode_to_vec(),
+                &[("authorization", bearer.as_str())],
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(send("old-token").await, StatusCode::OK);
+    assert_eq!(send("new-token").await, StatusCode::UNAUTHORIZED);
+
+    // Kubernetes updates a mounted Secret by swapping the file.
+    let staged = dir.path().join("token.new");
+    std::fs::write(&staged, "new-token\n").unwrap();
+    std::fs::rename(&staged, &token).unwrap();
+    let rotated = tokio::time::timeout(Duration::from_secs(10), async {
+        while send("new-token").await != StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(rotated.is_ok(), "new token never accepted");
+    assert_eq!(send("old-token").await, StatusCode::UNAUTHORIZED);
+
+    // A broken file keeps the last good tokens and is counted.
+    std::fs::write(&token, "# emptied by mistake\n").unwrap();
+    let counted = tokio::time::timeout(Duration::from_secs(10), async {
+        while s.metric("argus_agent_otlp_receiver_auth_token_reload_failures_total") < 1.0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "reload failure not counted");
+    assert_eq!(send("new-token").await, StatusCode::OK);
+    s.stop().await;
+}
