@@ -2,6 +2,64 @@
 //!
 //! [`Payload`] is one export request of any signal; it is what the receivers
 //! hand to their consumer and, on the agent, what the disk queue stores.
+//!
+//! # Receivers
+//!
+//! [`OtlpReceiverConfig`] builds an [`OtlpReceiver`]: an OTLP/gRPC server
+//! (default `0.0.0.0:4317`) and an OTLP/HTTP server (default `0.0.0.0:4318`,
+//! protobuf and JSON) that behave like the OpenTelemetry Collector's
+//! `otlpreceiver`, so any SDK or Collector exporter can send to Argus
+//! unchanged. Every decoded request goes to one [`OtlpConsumer`] (the agent's
+//! pipeline or the detector's ingest); its answer becomes the status the
+//! client sees:
+//!
+//! | consumer says                 | gRPC                                  | HTTP                      |
+//! |-------------------------------|---------------------------------------|---------------------------|
+//! | `Ok(Accepted{rejected: 0})`   | `OK`                                  | 200                       |
+//! | `Ok(Accepted{rejected: n>0})` | `OK` + `partial_success`              | 200 + `partialSuccess`    |
+//! | `Err(Full{..})`               | `RESOURCE_EXHAUSTED` + `RetryInfo`    | 429 + `Retry-After`       |
+//! | `Err(Unavailable{..})`        | `UNAVAILABLE` (+ `RetryInfo`)         | 503 (+ `Retry-After`)     |
+//! | `Err(Invalid(_))`             | `INVALID_ARGUMENT`                    | 400                       |
+//!
+//! and the receiver itself refuses, before the consumer sees anything,
+//! malformed data (`INVALID_ARGUMENT` / 400), oversized messages
+//! (`RESOURCE_EXHAUSTED` / 413), missing or wrong bearer tokens
+//! (`UNAUTHENTICATED` / 401), unknown paths (404), wrong methods (405) and
+//! unsupported media types or content codings (415). Every error body is a
+//! `google.rpc.Status`, encoded like the request.
+//!
+//! Submodules, in the order a request meets them:
+//! - [`config`]: what users write (`OtlpReceiverConfig` and its parts).
+//! - `listener` (private): TCP accept loop, TLS/mTLS handshake, HTTP/1 and
+//!   HTTP/2 connections, graceful shutdown.
+//! - [`auth`]: bearer tokens, compared in constant time, reloaded from disk.
+//! - [`grpc`] and [`http`]: the two transports' request handling;
+//!   [`compression`]: HTTP body decompression with an output cap.
+//! - [`json`]: the OTLP/JSON decoder (Collector-compatible; see its docs for
+//!   why the `opentelemetry-proto` serde derive is not used).
+//! - [`validation`]: the checks both transports apply after decoding.
+//! - [`consumer`]: the contract with the code that takes the data.
+//! - [`receiver`]: `build` → `bind` → `serve`.
+//! - `telemetry` (private): self-metrics and rate-limited logs.
+
+pub mod auth;
+pub mod compression;
+pub mod config;
+pub mod consumer;
+pub mod grpc;
+pub mod http;
+pub mod json;
+mod listener;
+pub mod receiver;
+mod telemetry;
+mod tls;
+pub mod validation;
+
+pub use config::{
+    AuthConfig, GrpcServerConfig, HttpServerConfig, OtlpReceiverConfig, TlsServerConfig,
+};
+pub use consumer::{Accepted, ConsumeError, OtlpConsumer, RequestContext, Transport};
+pub use receiver::{BoundReceiver, OtlpReceiver, ReceiverError};
 
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
