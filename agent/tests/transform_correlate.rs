@@ -255,10 +255,27 @@ fn ids_a_record_already_has_are_never_replaced() {
     r.trace_id = own.clone();
     c.apply(&mut r);
     assert_eq!(r.trace_id, own, "the SDK's own trace ID stays");
+    assert!(
+        r.span_id.is_empty(),
+        "a span of another trace is not attached"
+    );
+
+    let mut r = with_attrs(&[("traceparent", TP)]);
+    r.trace_id = hex::decode(TRACE).unwrap();
+    c.apply(&mut r);
     assert_eq!(
         hex::encode(&r.span_id),
         SPAN,
-        "a missing span ID is still filled"
+        "a missing span of the same trace is filled"
+    );
+
+    let mut r = with_attrs(&[("span_id", SPAN)]);
+    r.trace_id = own.clone();
+    c.apply(&mut r);
+    assert_eq!(
+        hex::encode(&r.span_id),
+        SPAN,
+        "a lone span ID joins the record's own trace"
     );
 
     // A span ID without any trace ID joins nothing: not set.

@@ -324,9 +324,12 @@ impl Correlate {
                 _ => self.via_attribute.inc(),
             };
         }
-        let has_trace = set_trace || !need_trace;
+        // A span ID is only meaningful with its own trace: when the record
+        // kept its own trace ID, a found span is taken only if whatever
+        // trace ID came with it is the same one.
+        let span_fits = set_trace || (!need_trace && trace.is_none_or(|t| record.trace_id == t));
         if need_span
-            && has_trace
+            && span_fits
             && let Some(s) = span
         {
             record.span_id = s.to_vec();
