@@ -341,14 +341,16 @@ fn mask_cards_once(s: &mut String, first_digits: &[bool; 10]) -> usize {
             continue;
         }
         let left_ok = i == 0 || !b[i - 1].is_ascii_alphanumeric();
-        groups.clear();
+        // First find the run's extent and digit count without storing
+        // anything: most runs (dates, amounts, IDs) are too short or glued to
+        // letters and are skipped here.
         let mut j = i;
+        let mut digits = 0;
         loop {
-            let g = j;
             while j < n && b[j].is_ascii_digit() {
                 j += 1;
+                digits += 1;
             }
-            groups.push((g, j));
             if j + 1 < n && is_sep(b[j]) && b[j + 1].is_ascii_digit() {
                 j += 1;
             } else {
@@ -356,7 +358,17 @@ fn mask_cards_once(s: &mut String, first_digits: &[bool; 10]) -> usize {
             }
         }
         let right_ok = j == n || !b[j].is_ascii_alphanumeric();
-        if left_ok && right_ok {
+        if left_ok && right_ok && digits >= MIN_DIGITS {
+            groups.clear();
+            let mut k = i;
+            while k < j {
+                let g = k;
+                while k < j && b[k].is_ascii_digit() {
+                    k += 1;
+                }
+                groups.push((g, k));
+                k += 1; // the separator
+            }
             find_windows(b, &groups, first_digits, &mut windows);
         }
         i = j;
