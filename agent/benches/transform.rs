@@ -17,7 +17,7 @@ const RECORDS: usize = 1000;
 /// ~200-byte JSON lines; every 10th carries a card number, every line a
 /// trace ID and a request ID.
 fn line(i: usize) -> String {
-    let card = if i % 10 == 0 {
+    let card = if i.is_multiple_of(10) {
         "4111 1111 1111 1111"
     } else {
         "order 1234567"
