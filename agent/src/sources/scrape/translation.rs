@@ -128,14 +128,11 @@ fn time(sample: &Sample, now: u64) -> u64 {
     }
 }
 
-/// Point attributes: the sample's labels minus `skip`, then target labels
-/// (a clashing scraped label becomes `exported_<name>`).
-fn attributes(labels: &Labels, skip: &str, target: &[(String, String)]) -> Vec<KeyValue> {
+/// Point attributes: the sample's labels, then target labels (a clashing
+/// scraped label becomes `exported_<name>`).
+fn attributes(labels: &Labels, target: &[(String, String)]) -> Vec<KeyValue> {
     let mut out = Vec::with_capacity(labels.len() + target.len());
     for (k, v) in labels {
-        if k == skip {
-            continue;
-        }
         if target.iter().any(|(t, _)| t == k) {
             out.push(kv(&format!("exported_{k}"), v));
         } else {
@@ -209,7 +206,7 @@ fn counter(
             _ => starts.start(&s.name, &s.labels, s.value, t),
         };
         let p = NumberDataPoint {
-            attributes: attributes(&s.labels, "", target),
+            attributes: attributes(&s.labels, target),
             start_time_unix_nano: start,
             time_unix_nano: t,
             exemplars: exemplars(s),
@@ -238,7 +235,7 @@ fn gauge(fam: &Family, target: &[(String, String)], now: u64, out: &mut Translat
     let mut by_name: Vec<(&str, Vec<NumberDataPoint>)> = Vec::new();
     for s in &fam.samples {
         let p = NumberDataPoint {
-            attributes: attributes(&s.labels, "", target),
+            attributes: attributes(&s.labels, target),
             time_unix_nano: time(s, now),
             exemplars: exemplars(s),
             value: Some(number_data_point::Value::AsDouble(s.value)),
@@ -340,7 +337,7 @@ fn histogram(
             _ => starts.start(&fam.name, &labels, total, t),
         };
         points.push(HistogramDataPoint {
-            attributes: attributes(&labels, "", target),
+            attributes: attributes(&labels, target),
             start_time_unix_nano: start,
             time_unix_nano: t,
             count: to_count(total),
@@ -416,7 +413,7 @@ fn summary(
             _ => starts.start(&fam.name, &labels, count, t),
         };
         points.push(SummaryDataPoint {
-            attributes: attributes(&labels, "", target),
+            attributes: attributes(&labels, target),
             start_time_unix_nano: start,
             time_unix_nano: t,
             count: to_count(count),
