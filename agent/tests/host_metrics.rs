@@ -718,3 +718,69 @@ fn loadavg_rejects_garbage() {
         assert!(load::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+/// A dead network filesystem: its statvfs hangs. The scrape still finishes
+/// (the mount times out and is left out), the next scrapes skip it without
+/// parking another thread, and it comes back once the hung call returns.
+#[tokio::test]
+async fn a_hanging_statvfs_is_skipped_until_it_returns() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let mut cfg = config(&vm_root());
+    cfg.collectors = vec![Collector::Filesystem];
+    cfg.filesystem.stat_timeout = Duration::from_millis(100);
+    let mut reg = Registry::default();
+    let (release, hang) = std::sync::mpsc::channel::<()>();
+    let hang = Mutex::new(Some(hang));
+    let root_calls = Arc::new(AtomicUsize::new(0));
+    let calls = root_calls.clone();
+    let host = cfg
+        .build("host", &mut reg)
+        .unwrap()
+        .with_statvfs(move |path: &Path| {
+            if path == vm_root().as_path() || path.ends_with("vm/") {
+                calls.fetch_add(1, Ordering::SeqCst);
+                // The first call hangs until the test releases it.
+                if let Some(rx) = hang.lock().unwrap().take() {
+                    let _ = rx.recv();
+                }
+            }
+            filesystem::statvfs(path)
+        });
+    let reports_root = |req: &ExportMetricsServiceRequest| {
+        metrics(req)
+            .iter()
+            .filter(|m| m.name == "system.filesystem.usage")
+            .flat_map(|m| points(m))
+            .any(|p| attr_str(&p.attributes, "system.filesystem.mountpoint") == Some("/"))
+    };
+
+    let first = host.scrape_at(NOW).await;
+    assert!(!reports_root(&first), "the hanging mount is left out");
+    assert!(
+        encode(&reg).contains("host_stuck_mounts 1"),
+        "{}",
+        encode(&reg)
+    );
+
+    let second = host.scrape_at(NOW).await;
+    assert!(!reports_root(&second));
+    assert_eq!(
+        root_calls.load(Ordering::SeqCst),
+        1,
+        "a stuck mount is not statted again"
+    );
+
+    release.send(()).unwrap();
+    let mut back = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if reports_root(&host.scrape_at(NOW).await) {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "reported again once the hung call returned");
+    assert!(encode(&reg).contains("host_stuck_mounts 0"));
+}

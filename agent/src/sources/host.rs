@@ -467,6 +467,7 @@ impl HostMetricsConfig {
                 interfaces: compile(&n.include_interfaces, &n.exclude_interfaces, false),
                 boot_time: Mutex::new(None),
                 stuck: Arc::new(Mutex::new(HashSet::new())),
+                statvfs: Arc::new(filesystem::statvfs),
                 failing: Collector::ALL.map(|_| AtomicBool::new(false)),
                 telemetry: Telemetry::register(registry),
             }),
@@ -528,6 +529,8 @@ impl Telemetry {
     }
 }
 
+type StatFn = dyn Fn(&Path) -> std::io::Result<filesystem::Usage> + Send + Sync;
+
 struct Inner {
     interval: Duration,
     root: PathBuf,
@@ -544,6 +547,8 @@ struct Inner {
     boot_time: Mutex<Option<u64>>,
     /// Mount points whose `statvfs` has not returned yet.
     stuck: Arc<Mutex<HashSet<String>>>,
+    /// `statvfs(3)`, replaceable in tests to play a dead NFS server.
+    statvfs: Arc<StatFn>,
     /// Per collector (index in [`Collector::ALL`]): failed last time.
     failing: [AtomicBool; 7],
     telemetry: Telemetry,
@@ -759,6 +764,19 @@ fn clone_err(e: &HostError) -> HostError {
 }
 
 impl HostMetrics {
+    /// Replaces `statvfs(3)` (tests: a filesystem whose stat hangs). Call
+    /// before the source is cloned or run.
+    #[doc(hidden)]
+    pub fn with_statvfs(
+        mut self,
+        f: impl Fn(&Path) -> std::io::Result<filesystem::Usage> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_statvfs before the source is shared")
+            .statvfs = Arc::new(f);
+        self
+    }
+
     pub fn interval(&self) -> Duration {
         self.inner.interval
     }
@@ -833,8 +851,9 @@ impl HostMetrics {
             let stuck = inner.stuck.clone();
             let mp = m.mount_point.clone();
             inner.stuck.lock().insert(mp.clone());
+            let statvfs = inner.statvfs.clone();
             let call = tokio::task::spawn_blocking(move || {
-                let r = filesystem::statvfs(&path);
+                let r = statvfs(&path);
                 stuck.lock().remove(&mp);
                 r
             });
