@@ -911,6 +911,9 @@ impl HostMetrics {
                 r = self.scrape() => r,
             };
             let payload = Payload::Metrics(request);
+            if payload.item_count() == 0 {
+                continue; // every collector failed: already logged and counted
+            }
             let bytes = payload.encoded_len();
             let deadline = tokio::time::sleep(interval);
             tokio::pin!(deadline);
