@@ -98,14 +98,29 @@ pub struct Output {
     pub suppressed: u64,
     /// Stamped on every record built into this output.
     pub observed_time_unix_nano: u64,
+    /// `feed` stops after the line that reaches either cap.
+    pub max_records: usize,
+    pub max_bytes: usize,
 }
 
 impl Output {
+    /// An output without caps.
     pub fn new(observed_time_unix_nano: u64) -> Output {
+        Output::capped(observed_time_unix_nano, usize::MAX, usize::MAX)
+    }
+
+    /// An output `feed` stops filling at `max_records` or `max_bytes`.
+    pub fn capped(observed_time_unix_nano: u64, max_records: usize, max_bytes: usize) -> Output {
         Output {
             observed_time_unix_nano,
+            max_records,
+            max_bytes,
             ..Default::default()
         }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.records.len() >= self.max_records || self.approx_bytes >= self.max_bytes
     }
 }
 
@@ -256,7 +271,10 @@ impl Decoder {
     }
 
     /// Decodes the next bytes of the file (they start at `position()`).
-    pub fn feed(&mut self, chunk: &[u8], now: Instant, out: &mut Output) {
+    /// Returns how many bytes of `chunk` were used: fewer than its length
+    /// when `out` filled up, in which case the rest must be fed again
+    /// (from `position()`).
+    pub fn feed(&mut self, chunk: &[u8], now: Instant, out: &mut Output) -> usize {
         let max = self.state.ctx.settings.max_line_bytes + FRAMING_SLACK;
         let lines = &mut self.lines;
         let mut pos = lines.position;
@@ -285,6 +303,11 @@ impl Decoder {
             lines.consumed = end;
             pos = end;
             rest = &rest[i + 1..];
+            if out.is_full() {
+                lines.position = pos;
+                self.state.collect_truncations(out);
+                return chunk.len() - rest.len();
+            }
         }
         if !rest.is_empty() {
             if lines.carry.is_empty() && !lines.carry_cut {
@@ -295,6 +318,7 @@ impl Decoder {
         }
         lines.position = pos;
         self.state.collect_truncations(out);
+        chunk.len()
     }
 
     /// Emits partials and groups that waited past their timeout.
@@ -667,6 +691,22 @@ not docker at all\r\n",
         );
         assert_eq!(out.records.iter().map(body).collect::<Vec<_>>(), ["abcdef"]);
         assert_eq!(out.truncated, 1);
+    }
+
+    #[test]
+    fn feed_stops_at_the_record_cap() {
+        let mut d = Decoder::new(settings(Format::Plain, 1 << 20), "/f".into(), 0, 0);
+        let input = b"a\nb\nc\nd\ne";
+        let mut out = Output::capped(1, 2, usize::MAX);
+        assert_eq!(d.feed(input, Instant::now(), &mut out), 4);
+        assert_eq!(d.position(), 4);
+        let mut out = Output::capped(1, 2, usize::MAX);
+        assert_eq!(d.feed(&input[4..], Instant::now(), &mut out), 4);
+        let mut out = Output::capped(1, 2, usize::MAX);
+        assert_eq!(d.feed(&input[8..], Instant::now(), &mut out), 1);
+        assert!(out.records.is_empty(), "e is not terminated yet");
+        assert_eq!(d.position(), input.len() as u64);
+        assert_eq!(d.consumed(), 8);
     }
 
     #[tokio::test(start_paused = true)]

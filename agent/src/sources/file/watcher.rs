@@ -630,7 +630,7 @@ impl Watcher {
             return Pumped::Idle;
         }
         tail.retry_at = None;
-        let mut out = Output::new(unix_nanos());
+        let mut out = Output::capped(unix_nanos(), cfg.batch_max_records, self.batch_bytes);
         let mut permit = MemoryPermit::default();
         let mut read = 0u64;
         let mut truncated = false;
@@ -688,13 +688,10 @@ impl Watcher {
                     break;
                 }
             }
-            tail.decoder.feed(&self.buf[..n], now, &mut out);
-            read += n as u64;
+            let used = tail.decoder.feed(&self.buf[..n], now, &mut out);
+            read += used as u64;
             tail.last_data = now;
-            if out.records.len() >= cfg.batch_max_records
-                || out.approx_bytes >= self.batch_bytes
-                || read >= self.batch_bytes as u64
-            {
+            if used < n || out.is_full() || read >= self.batch_bytes as u64 {
                 break;
             }
         }
