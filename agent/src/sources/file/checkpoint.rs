@@ -24,7 +24,7 @@
 //! ```json
 //! {"version":1,"files":[{"path":"/var/log/pods/…/0.log","dev":2049,"inode":1234,
 //!   "birth_ns":1705314600123456789,"fingerprint_len":256,"fingerprint_crc32":305419896,
-//!   "offset":1000,"delivered":1200}]}
+//!   "offset":1000,"delivered":1200,"pending":[1000,null,null]}]}
 //! ```
 //!
 //! Written every `checkpoint_interval` when it changed, and at shutdown:
@@ -44,26 +44,9 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+pub use super::decoder::Mark;
 use super::identity::{FileId, Fingerprint};
 use crate::pipeline::Ack;
-
-/// Read positions that survive a restart.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mark {
-    /// Read from here after a restart.
-    pub offset: u64,
-    /// Records completed at or before this offset were acknowledged.
-    pub delivered: u64,
-}
-
-impl Mark {
-    pub fn at(offset: u64) -> Mark {
-        Mark {
-            offset,
-            delivered: offset,
-        }
-    }
-}
 
 /// One file in `checkpoints.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +61,13 @@ pub struct Entry {
     pub fingerprint_crc32: u32,
     pub offset: u64,
     pub delivered: u64,
+    /// Per stream (stdout, stderr, no stream): where its incomplete record starts.
+    #[serde(default, skip_serializing_if = "nothing_pending")]
+    pub pending: [Option<u64>; 3],
+}
+
+fn nothing_pending(p: &[Option<u64>; 3]) -> bool {
+    p.iter().all(Option::is_none)
 }
 
 impl Entry {
@@ -99,6 +89,7 @@ impl Entry {
         Mark {
             offset: self.offset,
             delivered: self.delivered.max(self.offset),
+            pending: self.pending,
         }
     }
 }
@@ -429,6 +420,7 @@ mod tests {
             fingerprint_crc32: 5,
             offset: 6,
             delivered: 7,
+            pending: [Some(6), None, None],
         };
         assert!(s.write(vec![e.clone()]).unwrap());
         assert!(!s.write(vec![e.clone()]).unwrap(), "unchanged");

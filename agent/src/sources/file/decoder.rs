@@ -18,26 +18,27 @@
 //! 4. **Multiline** (`multiline`), when configured, per stream.
 //! 5. **Record** (`record`): JSON body, severity, attributes.
 //!
-//! # Offsets
+//! # Offsets: exact replay
 //!
 //! The decoder knows three positions in the file:
 //! - `position`: the next byte to read;
 //! - `consumed`: the end of the last complete line;
 //! - `resume_offset`: the start of the earliest line that still belongs to
-//!   an incomplete record (a pending partial, an open multiline group, or
-//!   the unterminated tail), else `consumed`.
+//!   an incomplete record (a pending partial, an open multiline group), else
+//!   `consumed` (an unterminated tail is after `consumed`).
 //!
-//! The source checkpoints `resume_offset` (where to read again after a
-//! restart) together with `consumed` at the time a batch was cut (called
-//! *delivered*: every record completed before that point was in that batch
-//! or an earlier one). After a restart the decoder reads from the resume
-//! offset to rebuild its incomplete records and **suppresses** every record
-//! completed at or before the delivered offset — those were acknowledged.
-//! So a stdout partial pending while stderr lines were shipped costs no
-//! duplicate stderr lines after a restart. (A record flushed by a timeout
-//! and re-read across a restart may complete differently the second time;
-//! that is the only duplicate this scheme leaves, and only within the
-//! unacknowledged window.)
+//! A batch is cut with a [`Mark`]: the resume offset (where to read again
+//! after a restart), `consumed` (called *delivered*: every record completed
+//! up to there is in this batch or an earlier one), and, per stream, where
+//! that stream's own incomplete record starts. Replaying from a mark, the
+//! decoder reads from the resume offset but skips every line that ends at or
+//! before the delivered offset and starts before its own stream's pending
+//! record: those lines belong to records already delivered. So the state
+//! rebuilt for each stream is exactly the state it had when the batch was
+//! cut, and the records that follow are exactly those that were not
+//! delivered: a stdout partial (or stack trace) pending while stderr lines
+//! were shipped costs no duplicate stderr line and cannot re-segment
+//! anything after a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,29 @@ const RECORD_OVERHEAD: usize = 64;
 /// A physical line may exceed `max_line_bytes` by this much before it is
 /// cut: room for the CRI/docker framing around a message of the maximum size.
 const FRAMING_SLACK: usize = 1024;
+
+/// Where a decoder stands, in terms that survive a restart (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// Read from here after a restart.
+    pub offset: u64,
+    /// Records completed at or before this offset were delivered.
+    pub delivered: u64,
+    /// Start of each stream's incomplete record (stdout, stderr, lines
+    /// without a stream); `None`: nothing of that stream is pending.
+    pub pending: [Option<u64>; 3],
+}
+
+impl Mark {
+    /// Nothing delivered, nothing pending: read from `offset`.
+    pub fn at(offset: u64) -> Mark {
+        Mark {
+            offset,
+            delivered: offset,
+            pending: [None; 3],
+        }
+    }
+}
 
 /// What every file's decoder shares: compiled from the source config.
 #[derive(Clone, Debug)]
@@ -94,8 +118,6 @@ pub struct Output {
     pub lines: u64,
     /// Lines or records cut at `max_line_bytes`.
     pub truncated: u64,
-    /// Records not emitted because they were acknowledged before a restart.
-    pub suppressed: u64,
     /// Stamped on every record built into this output.
     pub observed_time_unix_nano: u64,
     /// `feed` stops after the line that reaches either cap.
@@ -153,9 +175,8 @@ struct State {
 struct Ctx {
     settings: Arc<DecoderSettings>,
     path: Arc<str>,
-    suppress_until: u64,
-    /// `suppress_until` only applies from a restart's resume point on.
-    suppressing: bool,
+    /// While replaying from a mark, up to its delivered offset.
+    replay: Option<Mark>,
 }
 
 #[derive(Debug)]
@@ -168,57 +189,78 @@ struct Partial {
 }
 
 impl Decoder {
-    /// A decoder reading `path` from byte `start`, not emitting records that
-    /// complete at or before `suppress_until` (use `start` when nothing is to
-    /// be suppressed).
-    pub fn new(
-        settings: Arc<DecoderSettings>,
-        path: Arc<str>,
-        start: u64,
-        suppress_until: u64,
-    ) -> Decoder {
+    /// A decoder reading `path` from byte `start`, with nothing to replay.
+    pub fn new(settings: Arc<DecoderSettings>, path: Arc<str>, start: u64) -> Decoder {
+        Decoder::resume(settings, path, Mark::at(start))
+    }
+
+    /// A decoder continuing from `mark` (after a restart or a rewind):
+    /// reads from `mark.offset`, emits only what `mark` says was not delivered.
+    pub fn resume(settings: Arc<DecoderSettings>, path: Arc<str>, mark: Mark) -> Decoder {
         let multiline = settings
             .multiline
             .clone()
             .map(|r| Aggregator::new(r, settings.max_line_bytes));
-        Decoder {
+        let mut d = Decoder {
             lines: Lines {
-                position: start,
-                consumed: start,
+                position: 0,
+                consumed: 0,
                 carry: Vec::new(),
-                carry_start: start,
+                carry_start: 0,
                 carry_cut: false,
             },
             state: State {
                 ctx: Ctx {
                     settings,
                     path,
-                    suppress_until,
-                    suppressing: suppress_until > start,
+                    replay: None,
                 },
                 last_format: Format::Auto,
                 partials: [None, None],
                 multiline,
             },
-        }
+        };
+        d.reset(mark);
+        d
     }
 
-    /// Forgets everything and starts over at `start` (after a rewind or a truncation).
-    pub fn reset(&mut self, start: u64, suppress_until: u64) {
+    /// Forgets everything and continues from `mark`.
+    pub fn reset(&mut self, mark: Mark) {
         let lines = &mut self.lines;
-        lines.position = start;
-        lines.consumed = start;
+        lines.position = mark.offset;
+        lines.consumed = mark.offset;
         lines.carry.clear();
         lines.carry.shrink_to(64 * 1024);
-        lines.carry_start = start;
+        lines.carry_start = mark.offset;
         lines.carry_cut = false;
         self.state.partials = [None, None];
         if let Some(m) = &mut self.state.multiline {
             m.clear();
             m.take_truncations();
         }
-        self.state.ctx.suppress_until = suppress_until;
-        self.state.ctx.suppressing = suppress_until > start;
+        self.state.ctx.replay = (mark.delivered > mark.offset).then_some(mark);
+    }
+
+    /// Where this decoder stands: checkpoint this with the batch just cut.
+    pub fn mark(&self) -> Mark {
+        let mut pending = [None; 3];
+        for (i, p) in self.state.partials.iter().enumerate() {
+            pending[i] = p.as_ref().map(|p| p.start);
+        }
+        if let Some(m) = &self.state.multiline {
+            for (i, slot) in pending.iter_mut().enumerate() {
+                *slot = match (*slot, m.pending_start_of(i)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        let consumed = self.lines.consumed;
+        Mark {
+            offset: pending.iter().flatten().fold(consumed, |a, &b| a.min(b)),
+            delivered: consumed,
+            pending,
+        }
     }
 
     /// The file offset of the next byte `feed` expects.
@@ -233,19 +275,7 @@ impl Decoder {
 
     /// Where to start reading again so that no incomplete record is lost.
     pub fn resume_offset(&self) -> u64 {
-        let mut at = self.lines.consumed;
-        for p in self.state.partials.iter().flatten() {
-            at = at.min(p.start);
-        }
-        if let Some(start) = self
-            .state
-            .multiline
-            .as_ref()
-            .and_then(|m| m.pending_start())
-        {
-            at = at.min(start);
-        }
-        at
+        self.mark().offset
     }
 
     /// Holds bytes of an incomplete record (partial, open group or unterminated line).
@@ -323,19 +353,18 @@ impl Decoder {
 
     /// Emits partials and groups that waited past their timeout.
     pub fn flush_expired(&mut self, now: Instant, out: &mut Output) {
-        let completion = self.lines.consumed;
         let timeout = self.state.ctx.settings.partial_timeout;
         for i in 0..2 {
             if self.state.partials[i]
                 .as_ref()
                 .is_some_and(|p| now.saturating_duration_since(p.last) >= timeout)
             {
-                self.state.close_partial(i, completion, now, out);
+                self.state.close_partial(i, now, out);
             }
         }
         let State { ctx, multiline, .. } = &mut self.state;
         if let Some(m) = multiline {
-            m.flush_expired(now, &mut |l| ctx.emit(l, completion, out));
+            m.flush_expired(now, &mut |l| ctx.emit(l, out));
         }
         self.state.collect_truncations(out);
     }
@@ -360,11 +389,11 @@ impl Decoder {
             lines.consumed = end;
         }
         for i in 0..2 {
-            self.state.close_partial(i, end, now, out);
+            self.state.close_partial(i, now, out);
         }
         let State { ctx, multiline, .. } = &mut self.state;
         if let Some(m) = multiline {
-            m.flush_all(&mut |l| ctx.emit(l, end, out));
+            m.flush_all(&mut |l| ctx.emit(l, out));
         }
         self.state.collect_truncations(out);
     }
@@ -403,6 +432,15 @@ impl State {
         let settings = &self.ctx.settings;
         let max = settings.max_line_bytes;
         let p = format::parse(settings.format, &mut self.last_format, raw);
+        if let Some(mark) = self.ctx.replay {
+            if end > mark.delivered {
+                self.ctx.replay = None;
+            } else if mark.pending[p.stream.map_or(2, IoStream::index)].is_none_or(|at| start < at)
+            {
+                // Part of a record delivered before the mark was taken.
+                return;
+            }
+        }
         if let Some(stream) = p.stream {
             let slot = &mut self.partials[stream.index()];
             if p.partial {
@@ -439,7 +477,7 @@ impl State {
                     time: pending.time,
                     truncated: pending.truncated,
                 };
-                self.logical(l, end, now, out);
+                self.logical(l, now, out);
                 return;
             }
         }
@@ -454,10 +492,10 @@ impl State {
             time: p.time_unix_nano,
             truncated: cut || long,
         };
-        self.logical(l, end, now, out);
+        self.logical(l, now, out);
     }
 
-    fn close_partial(&mut self, i: usize, completion: u64, now: Instant, out: &mut Output) {
+    fn close_partial(&mut self, i: usize, now: Instant, out: &mut Output) {
         if let Some(p) = self.partials[i].take() {
             let stream = if i == 0 {
                 IoStream::Stdout
@@ -471,14 +509,14 @@ impl State {
                 time: p.time,
                 truncated: p.truncated,
             };
-            self.logical(l, completion, now, out);
+            self.logical(l, now, out);
         }
     }
 
-    fn logical(&mut self, l: Logical<'_>, completion: u64, now: Instant, out: &mut Output) {
+    fn logical(&mut self, l: Logical<'_>, now: Instant, out: &mut Output) {
         match &mut self.multiline {
-            Some(m) => m.push(l, now, &mut |g| self.ctx.emit(g, completion, out)),
-            None => self.ctx.emit(l, completion, out),
+            Some(m) => m.push(l, now, &mut |g| self.ctx.emit(g, out)),
+            None => self.ctx.emit(l, out),
         }
     }
 
@@ -502,14 +540,7 @@ impl Partial {
 }
 
 impl Ctx {
-    fn emit(&mut self, l: Logical<'_>, completion: u64, out: &mut Output) {
-        if self.suppressing {
-            if completion <= self.suppress_until {
-                out.suppressed += 1;
-                return;
-            }
-            self.suppressing = false;
-        }
+    fn emit(&self, l: Logical<'_>, out: &mut Output) {
         out.approx_bytes += l.msg.len() + self.path.len() + RECORD_OVERHEAD;
         out.records.push(record::build(
             l.msg,
@@ -560,7 +591,7 @@ mod tests {
 
     #[test]
     fn cri_partials_join_per_stream() {
-        let mut d = Decoder::new(settings(Format::Auto, 1 << 20), "/f".into(), 0, 0);
+        let mut d = Decoder::new(settings(Format::Auto, 1 << 20), "/f".into(), 0);
         let input = b"2024-01-15T10:30:00Z stdout P hel\n\
 2024-01-15T10:30:01Z stderr F err one\n\
 2024-01-15T10:30:02Z stdout P lo \n\
@@ -588,7 +619,7 @@ mod tests {
 
     #[test]
     fn resume_offset_waits_for_the_earliest_incomplete_record() {
-        let mut d = Decoder::new(settings(Format::Cri, 1 << 20), "/f".into(), 100, 100);
+        let mut d = Decoder::new(settings(Format::Cri, 1 << 20), "/f".into(), 100);
         let p = b"2024-01-15T10:30:00Z stdout P a\n";
         let f = b"2024-01-15T10:30:00Z stderr F b\n";
         let mut out = Output::new(1);
@@ -617,28 +648,79 @@ mod tests {
     }
 
     #[test]
-    fn suppression_skips_records_completed_before_the_delivered_offset() {
-        // A stdout partial was pending (resume 0) while stderr records up to
-        // offset `delivered` were acknowledged.
-        let lines: [&[u8]; 4] = [
+    fn replay_from_a_mark_skips_what_was_delivered() {
+        // A stdout partial was pending while stderr records were delivered.
+        let lines: [&[u8]; 5] = [
+            b"2024-01-15T10:30:00Z stderr F before\n",
             b"2024-01-15T10:30:00Z stdout P a\n",
-            b"2024-01-15T10:30:00Z stderr F acked\n",
+            b"2024-01-15T10:30:00Z stderr F delivered\n",
             b"2024-01-15T10:30:00Z stdout F b\n",
             b"2024-01-15T10:30:00Z stderr F new\n",
         ];
-        let delivered = (lines[0].len() + lines[1].len()) as u64;
-        let mut d = Decoder::new(settings(Format::Cri, 1 << 20), "/f".into(), 0, delivered);
-        let out = decode_all(&mut d, &lines.concat());
+        let input = lines.concat();
+        let cut = (lines[0].len() + lines[1].len() + lines[2].len()) as u64;
+        let s = settings(Format::Cri, 1 << 20);
+        let mut first = Decoder::new(Arc::clone(&s), "/f".into(), 0);
+        let out = decode_all(&mut first, &input[..cut as usize]);
+        assert_eq!(
+            out.records.iter().map(body).collect::<Vec<_>>(),
+            ["before", "delivered"]
+        );
+        let mark = first.mark();
+        let stdout_start = lines[0].len() as u64;
+        assert_eq!(
+            mark,
+            Mark {
+                offset: stdout_start,
+                delivered: cut,
+                pending: [Some(stdout_start), None, None],
+            }
+        );
+        let mut again = Decoder::resume(s, "/f".into(), mark);
+        let out = decode_all(&mut again, &input[mark.offset as usize..]);
         assert_eq!(
             out.records.iter().map(body).collect::<Vec<_>>(),
             ["ab", "new"]
         );
-        assert_eq!(out.suppressed, 1);
+    }
+
+    #[test]
+    fn resuming_at_the_very_end_still_flushes_the_open_group() {
+        // Found by the fuzzer: a group pending at the delivered offset must
+        // be emitted when the file is finished after a restart.
+        let ml = MultilineConfig {
+            start_pattern: r"^\S".into(),
+            condition_pattern: r"^\s".into(),
+            mode: MultilineMode::HaltBefore,
+            timeout: Duration::from_secs(1),
+        };
+        let s = Arc::new(
+            DecoderSettings::new(
+                Format::Cri,
+                Some(&ml),
+                1 << 20,
+                Duration::from_secs(5),
+                true,
+            )
+            .unwrap(),
+        );
+        let input = b"WWWYWWWWWW,\n";
+        let mut first = Decoder::new(Arc::clone(&s), "/f".into(), 0);
+        assert!(decode_all(&mut first, input).records.is_empty());
+        let mark = first.mark();
+        assert_eq!(mark.pending[2], Some(0));
+        let mut again = Decoder::resume(s, "/f".into(), mark);
+        let mut out = decode_all(&mut again, input);
+        again.flush_all(Instant::now(), &mut out);
+        assert_eq!(
+            out.records.iter().map(body).collect::<Vec<_>>(),
+            ["WWWYWWWWWW,"]
+        );
     }
 
     #[test]
     fn docker_partials_and_plain_lines() {
-        let mut d = Decoder::new(settings(Format::Docker, 1 << 20), "/f".into(), 0, 0);
+        let mut d = Decoder::new(settings(Format::Docker, 1 << 20), "/f".into(), 0);
         let out = decode_all(
             &mut d,
             b"{\"log\":\"part \",\"stream\":\"stdout\",\"time\":\"2024-01-15T10:30:00Z\"}\n\
@@ -655,7 +737,7 @@ not docker at all\r\n",
 
     #[test]
     fn overlong_lines_are_cut_without_buffering_the_rest() {
-        let mut d = Decoder::new(settings(Format::Plain, 8), "/f".into(), 0, 0);
+        let mut d = Decoder::new(settings(Format::Plain, 8), "/f".into(), 0);
         let mut out = Output::new(1);
         let long = "0123456789".repeat(300);
         // The long line arrives in pieces: the carry never exceeds the cap.
@@ -684,7 +766,7 @@ not docker at all\r\n",
 
     #[test]
     fn joined_partials_are_capped_too() {
-        let mut d = Decoder::new(settings(Format::Cri, 6), "/f".into(), 0, 0);
+        let mut d = Decoder::new(settings(Format::Cri, 6), "/f".into(), 0);
         let out = decode_all(
             &mut d,
             b"2024-01-15T10:30:00Z stdout P abcd\n2024-01-15T10:30:00Z stdout P efgh\n2024-01-15T10:30:00Z stdout F ijkl\n",
@@ -695,7 +777,7 @@ not docker at all\r\n",
 
     #[test]
     fn feed_stops_at_the_record_cap() {
-        let mut d = Decoder::new(settings(Format::Plain, 1 << 20), "/f".into(), 0, 0);
+        let mut d = Decoder::new(settings(Format::Plain, 1 << 20), "/f".into(), 0);
         let input = b"a\nb\nc\nd\ne";
         let mut out = Output::capped(1, 2, usize::MAX);
         assert_eq!(d.feed(input, Instant::now(), &mut out), 4);
@@ -711,7 +793,7 @@ not docker at all\r\n",
 
     #[tokio::test(start_paused = true)]
     async fn lone_partials_flush_after_the_timeout() {
-        let mut d = Decoder::new(settings(Format::Cri, 1 << 20), "/f".into(), 0, 0);
+        let mut d = Decoder::new(settings(Format::Cri, 1 << 20), "/f".into(), 0);
         let mut out = Output::new(1);
         d.feed(
             b"2024-01-15T10:30:00Z stdout P dying\n",
@@ -741,7 +823,7 @@ not docker at all\r\n",
             true,
         )
         .unwrap();
-        let mut d = Decoder::new(Arc::new(s), "/f".into(), 0, 0);
+        let mut d = Decoder::new(Arc::new(s), "/f".into(), 0);
         let mut out = decode_all(&mut d, b"Exception\n  at a\n  at b");
         assert!(out.records.is_empty());
         d.flush_all(Instant::now(), &mut out);

@@ -231,17 +231,24 @@ impl Aggregator {
         }
     }
 
+    /// Emits every open group, oldest first.
     pub fn flush_all(&mut self, emit: &mut impl FnMut(Logical<'_>)) {
-        for g in &mut self.groups {
-            if let Some(g) = g.take() {
-                emit(g.as_logical());
-            }
+        let mut open: Vec<Group> = self.groups.iter_mut().filter_map(Option::take).collect();
+        open.sort_by_key(|g| g.start);
+        for g in open {
+            emit(g.as_logical());
         }
     }
 
     /// Where the earliest open group starts (it must be re-read after a restart).
+    #[cfg(test)]
     pub fn pending_start(&self) -> Option<u64> {
         self.groups.iter().flatten().map(|g| g.start).min()
+    }
+
+    /// Where the open group of slot `i` (stdout, stderr, no stream) starts.
+    pub fn pending_start_of(&self, i: usize) -> Option<u64> {
+        self.groups[i].as_ref().map(|g| g.start)
     }
 
     /// When the earliest open group times out.

@@ -124,10 +124,7 @@ struct Tail {
 
 impl Tail {
     fn mark(&self) -> Mark {
-        Mark {
-            offset: self.decoder.resume_offset(),
-            delivered: self.decoder.consumed(),
-        }
+        self.decoder.mark()
     }
 
     fn entry(&self) -> Entry {
@@ -141,6 +138,7 @@ impl Tail {
             fingerprint_crc32: self.fp.crc,
             offset: c.offset,
             delivered: c.delivered,
+            pending: c.pending,
         }
     }
 }
@@ -496,12 +494,7 @@ impl Watcher {
         let path_str: Arc<str> = path.to_string_lossy().into();
         self.src.metrics.file_opened(&path, mark.offset, why);
         let tail = Tail {
-            decoder: Decoder::new(
-                Arc::clone(&self.src.decoder),
-                path_str,
-                mark.offset,
-                mark.delivered,
-            ),
+            decoder: Decoder::resume(Arc::clone(&self.src.decoder), path_str, mark),
             ledger: Ledger::new(mark, Arc::clone(&self.wake)),
             file,
             id,
@@ -835,7 +828,7 @@ impl Watcher {
                     .lost_truncated(&tail.path, pos, tail.size.max(pos));
                 // What was pending belongs to content that is gone: ship it as is.
                 tail.decoder.flush_all(now, out);
-                tail.decoder.reset(0, 0);
+                tail.decoder.reset(Mark::at(0));
                 tail.ledger.reset(Mark::at(0));
                 tail.last_mark = Mark::at(0);
                 tail.size = 0;
@@ -853,7 +846,7 @@ impl Watcher {
                 Some(mark) => {
                     let delay = tail.backoff.next_delay();
                     self.src.metrics.batch_retry(&tail.path, mark.offset, delay);
-                    tail.decoder.reset(mark.offset, mark.delivered);
+                    tail.decoder.reset(mark);
                     tail.last_mark = mark;
                     tail.closing = false;
                     tail.retry_at = Some(now + delay);
