@@ -59,6 +59,11 @@
 //! - **Symlinks** (`/var/log/containers/*.log` → `/var/log/pods/…`): same
 //!   inode, read once.
 //!
+//! `include` must not match the names rotated files get (`*.log` does not
+//! match `app.log.1` nor kubelet's `0.log.20240115-103000`): a rotated file
+//! matched as a new file would be read again from its start. Rotated files
+//! are found by inode or fingerprint in the file's directory without it.
+//!
 //! # What survives what
 //!
 //! | event                                   | outcome                                                          |

@@ -139,16 +139,18 @@ pub fn parse_object(message: &[u8]) -> Option<JsonMessage> {
         let Some(i) = fields.iter().position(|f| f.key == key) else {
             continue;
         };
-        let found = match fields[i].value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(Value::StringValue(s)) => {
-                severity::from_name(s.as_bytes()).map(|n| (n, s.clone()))
-            }
-            Some(Value::IntValue(n)) => severity::from_number(*n).map(|s| (s, n.to_string())),
+        let number = match fields[i].value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) => severity::from_name(s.as_bytes()),
+            Some(Value::IntValue(n)) => severity::from_number(*n),
             _ => None,
         };
-        if let Some(found) = found {
-            fields.remove(i);
-            out.severity = Some(found);
+        if let Some(number) = number {
+            let text = match fields.remove(i).value.and_then(|v| v.value) {
+                Some(Value::StringValue(s)) => s,
+                Some(Value::IntValue(n)) => n.to_string(),
+                _ => String::new(),
+            };
+            out.severity = Some((number, text));
             break;
         }
     }
@@ -168,15 +170,21 @@ impl<'de> de::Deserialize<'de> for Object {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object, A::Error> {
-                key_values(map).map(Object)
+                // Top level: typical structured logs have up to a dozen
+                // fields, plus the three `build` appends.
+                key_values(map, 16).map(Object)
             }
         }
         d.deserialize_map(ObjectVisitor)
     }
 }
 
-fn key_values<'de, A: MapAccess<'de>>(mut map: A) -> Result<Vec<KeyValue>, A::Error> {
-    let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+/// `capacity`: a guess; JSON does not say how many fields follow.
+fn key_values<'de, A: MapAccess<'de>>(
+    mut map: A,
+    capacity: usize,
+) -> Result<Vec<KeyValue>, A::Error> {
+    let mut out = Vec::with_capacity(map.size_hint().unwrap_or(capacity));
     while let Some(key) = map.next_key::<String>()? {
         let value = map.next_value_seed(AnyValueSeed)?;
         out.push(KeyValue {
@@ -245,7 +253,7 @@ impl<'de> Visitor<'de> for AnyValueVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AnyValue, A::Error> {
         Ok(any(Value::KvlistValue(KeyValueList {
-            values: key_values(map)?,
+            values: key_values(map, 4)?,
         })))
     }
 }

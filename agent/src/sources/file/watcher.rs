@@ -688,6 +688,10 @@ impl Watcher {
                 break;
             }
         }
+        if read > 0 {
+            // A rotated file still being written to is not finished yet.
+            tail.closing = false;
+        }
         tail.decoder.flush_expired(now, &mut out);
         if truncated {
             self.truncated(id, now, &mut out);
