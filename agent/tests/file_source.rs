@@ -394,6 +394,33 @@ async fn rename_rotation_under_a_live_writer_delivers_every_line_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_within_the_globs_is_not_read_again() {
+    let logs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (app, other) = (logs.path().join("app.log"), logs.path().join("other.log"));
+    append(&app, 0..20);
+    let cfg = config(logs.path(), data.path());
+    let mut run = start(&cfg, big_limiter(), 64);
+    run.collect_until(|r| r.len() >= 20).await;
+    std::fs::rename(&app, &other).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    append(&other, 20..25);
+    let recs = run.collect_until(|r| r.len() >= 5).await;
+    assert_eq!(
+        recs.iter().map(|r| number(&r.body)).collect::<Vec<_>>(),
+        (20..25).collect::<Vec<_>>()
+    );
+    // Well past rotate_wait and several scans: nothing is read again.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(run.rx.try_recv().is_err(), "re-read after a rename");
+    run.stop().await;
+    let mut run = start(&cfg, big_limiter(), 64);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(run.rx.try_recv().is_err(), "re-read after a restart");
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copytruncate_under_a_live_writer_delivers_every_line_once() {
     let logs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();

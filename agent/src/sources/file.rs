@@ -71,6 +71,7 @@
 //! | agent restart or `kill -9`              | resumes at the committed position; lines acknowledged after the last checkpoint write (≤ `checkpoint_interval`) and lines not acknowledged yet are read again: duplicates, no loss |
 //! | pipeline drops a batch                  | the file is rewound to its committed position and read again (duplicates at most what was in flight) |
 //! | rename rotation while running           | nothing lost (the old file is drained), nothing duplicated       |
+//! | rename to a name `include` also matches | the same file, followed under its new name: nothing read twice   |
 //! | rename rotation while stopped           | the renamed file is found in the same directory by inode, drained from its checkpoint; the new file is read from 0 |
 //! | copytruncate while running              | nothing lost beyond copytruncate's own copy→truncate window, nothing duplicated (needs the copy uncompressed, in the same directory) |
 //! | copytruncate while stopped              | same, found at startup by the copy's fingerprint                 |
@@ -341,8 +342,14 @@ impl FileSourceConfig {
         let exclude = exclude
             .build()
             .map_err(|e| FileSourceError::Config(vec![format!("file.exclude: {e}")]))?;
+        let include = self
+            .include
+            .iter()
+            .map(|g| glob::Pattern::new(g).expect("validated"))
+            .collect();
         Ok(FileSource {
             config: self.clone(),
+            include,
             exclude,
             decoder: Arc::new(decoder),
             metrics: metrics::Metrics::register(ctx.registry),
@@ -359,6 +366,7 @@ fn exclude_glob(g: &str) -> Result<globset::Glob, globset::Error> {
 /// A built file source; [`FileSource::run`] tails until shutdown.
 pub struct FileSource {
     config: FileSourceConfig,
+    include: Vec<glob::Pattern>,
     exclude: globset::GlobSet,
     decoder: Arc<DecoderSettings>,
     metrics: metrics::Metrics,
@@ -387,6 +395,15 @@ impl FileSource {
     /// `data_dir/checkpoints.json`.
     pub fn checkpoint_path(&self) -> PathBuf {
         self.config.data_dir.join(checkpoint::Store::FILE)
+    }
+
+    /// Whether `path` is one this source tails (matches `include`, not `exclude`).
+    fn watches(&self, path: &std::path::Path) -> bool {
+        let opts = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        self.include.iter().any(|p| p.matches_path_with(path, opts)) && !self.exclude.is_match(path)
     }
 }
 

@@ -325,13 +325,16 @@ impl Watcher {
                 if self.by_id.contains_key(&id) {
                     continue;
                 }
-                let skip_to = match self.ignore(id, &meta) {
-                    Ignore::Skip => {
+                // A checkpointed file is resumed however old it is.
+                let checkpointed = restore.as_ref().is_some_and(|r| r.contains_key(&id));
+                let skip_to = match (!checkpointed).then(|| self.ignore(id, &meta)) {
+                    None => None,
+                    Some(Ignore::Skip) => {
                         seen_ignored.insert(id);
                         continue;
                     }
-                    Ignore::From(at) => Some(at),
-                    Ignore::No => None,
+                    Some(Ignore::From(at)) => Some(at),
+                    Some(Ignore::No) => None,
                 };
                 let file = match File::open(&path) {
                     Ok(f) => f,
@@ -404,7 +407,7 @@ impl Watcher {
         if same_content(&entry, &found.file, &found.meta) {
             self.add_tail(
                 found,
-                Some(entry.path.clone()),
+                None,
                 entry.mark(),
                 State::Active,
                 now,
@@ -536,9 +539,17 @@ impl Watcher {
             if current == Some(tail.id) {
                 continue;
             }
-            tail.state = State::Draining { since: now };
             let dir = tail.path.parent().unwrap_or(Path::new("/"));
-            match (current, identity::find_inode(dir, tail.id)) {
+            let moved_to = identity::find_inode(dir, tail.id);
+            if let Some(p) = moved_to.as_ref().filter(|p| self.src.watches(p)) {
+                // Renamed to a name `include` matches too: still watched, same
+                // file, same offsets (rediscovering it would read it again).
+                tracing::info!(path = %tail.path.display(), now_at = %p.display(), "watched log file renamed");
+                tail.path = p.clone();
+                continue;
+            }
+            tail.state = State::Draining { since: now };
+            match (current, moved_to) {
                 (Some(_), renamed) | (None, renamed @ Some(_)) => {
                     let detail = renamed.map_or_else(
                         || "renamed out of its directory".to_string(),
