@@ -532,7 +532,8 @@ impl Watcher {
                 Ok(m) => Some(FileId::of(&m)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => {
-                    self.src.metrics.read_error(Op::Stat, &tail.path, &e, false);
+                    let first = self.failing.insert((tail.path.clone(), Op::Stat.as_str()));
+                    self.src.metrics.read_error(Op::Stat, &tail.path, &e, first);
                     continue;
                 }
             };
@@ -643,7 +644,8 @@ impl Watcher {
             let size = match tail.file.metadata() {
                 Ok(m) => m.len(),
                 Err(e) => {
-                    self.src.metrics.read_error(Op::Stat, &tail.path, &e, true);
+                    let first = self.failing.insert((tail.path.clone(), Op::Stat.as_str()));
+                    self.src.metrics.read_error(Op::Stat, &tail.path, &e, first);
                     break;
                 }
             };
@@ -670,7 +672,8 @@ impl Watcher {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.src.metrics.read_error(Op::Read, &tail.path, &e, true);
+                    let first = self.failing.insert((tail.path.clone(), Op::Read.as_str()));
+                    self.src.metrics.read_error(Op::Read, &tail.path, &e, first);
                     tail.retry_at = Some(now + cfg.poll_interval);
                     break;
                 }
@@ -688,7 +691,8 @@ impl Watcher {
                     break;
                 }
                 Err(e) => {
-                    self.src.metrics.read_error(Op::Read, &tail.path, &e, true);
+                    let first = self.failing.insert((tail.path.clone(), Op::Read.as_str()));
+                    self.src.metrics.read_error(Op::Read, &tail.path, &e, first);
                     break;
                 }
             }
