@@ -214,3 +214,36 @@ impl Metrics {
         tracing::error!(error = %err, "file source checkpoints");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposed_names_match_the_documented_ones() {
+        let mut reg = Registry::with_prefix("argus_agent");
+        let m = Metrics::register(&mut reg);
+        m.rotated(Rotation::Rename, Path::new("/p"), "x");
+        m.read_error(Op::Open, Path::new("/p"), &"denied", true);
+        m.lost_truncated(Path::new("/p"), 10, 25);
+        m.read(3, 100, 2, 1);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        for line in [
+            "argus_agent_file_watched_files 0",
+            "argus_agent_file_unread_bytes 0",
+            "argus_agent_file_read_lines_total 3",
+            "argus_agent_file_read_bytes_total 100",
+            "argus_agent_file_records_total 2",
+            "argus_agent_file_rotations_total{kind=\"rename\"} 1",
+            "argus_agent_file_truncated_lines_total 1",
+            "argus_agent_file_read_errors_total{op=\"open\"} 1",
+            "argus_agent_file_lost_bytes_total{reason=\"truncated\"} 15",
+            "argus_agent_file_batch_retries_total 0",
+            "argus_agent_file_checkpoints_written_total 0",
+            "argus_agent_file_checkpoint_errors_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+}
