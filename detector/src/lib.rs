@@ -1,4 +1,5 @@
 //! argus-detector: streaming anomaly detection.
 
+pub mod alert;
 pub mod engine;
 pub mod model;
