@@ -19,7 +19,7 @@
 //!   so a replica that was down when the incident closed still learns it;
 //!   then it is forgotten. Exactly: sent at `R + k·resend_interval` for every
 //!   `k ≥ 0` with `k·resend_interval < resolved_retention`;
-//! - each replica has its own queue, worker and backoff ([`replica`]):
+//! - each replica has its own queue, worker and backoff (the `replica` module):
 //!   replicas do not forward alerts to each other, and one that is slow or
 //!   down never delays the others. Retries go on with backoff until the
 //!   replica answers; only the newest state of each alert waits, so the

@@ -33,7 +33,7 @@
 //! too, so a dry run shows exactly what a live run would do), not when it
 //! succeeds: a failing endpoint must not be hammered by every new alert.
 //!
-//! Every decision is one line of the audit log ([`audit`](self) module docs:
+//! Every decision is one line of the audit log (the `audit` module docs:
 //! format, group commit, write-ahead before sending, fail-closed).
 //!
 //! # Default body
@@ -438,19 +438,42 @@ struct Line<'a> {
 impl Inner {
     fn audit(&self, incident: &str, rule: &str, target: &str, decision: &'static str, l: Line<'_>) {
         if let Some(a) = &self.audit {
-            a.record(&Record {
-                ts: (self.clock)(),
-                incident_id: incident,
-                rule,
-                target,
-                decision,
-                reason: l.reason,
-                webhook_id: l.webhook_id,
-                http_status: l.http_status,
-                attempt: l.attempt,
-                dry_run: self.dry_run,
-                error: l.error,
-            });
+            a.record(&self.record(incident, rule, target, decision, l));
+        }
+    }
+
+    /// Like [`Inner::audit`], answering whether the line reached the disk.
+    fn audit_durable(
+        &self,
+        incident: &str,
+        rule: &str,
+        target: &str,
+        decision: &'static str,
+    ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
+        let a = self.audit.as_ref()?;
+        Some(a.record_durable(&self.record(incident, rule, target, decision, Line::default())))
+    }
+
+    fn record<'a>(
+        &self,
+        incident: &'a str,
+        rule: &'a str,
+        target: &'a str,
+        decision: &'static str,
+        l: Line<'a>,
+    ) -> Record<'a> {
+        Record {
+            ts: (self.clock)(),
+            incident_id: incident,
+            rule,
+            target,
+            decision,
+            reason: l.reason,
+            webhook_id: l.webhook_id,
+            http_status: l.http_status,
+            attempt: l.attempt,
+            dry_run: self.dry_run,
+            error: l.error,
         }
     }
 }
@@ -464,6 +487,8 @@ struct Action {
     body: Vec<u8>,
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
+    /// Whether the `matched` line reached the disk.
+    matched_on_disk: Option<tokio::sync::oneshot::Receiver<bool>>,
 }
 
 impl Remediator {
@@ -484,7 +509,7 @@ impl Remediator {
             }
             let target = rule.target_of(labels);
             let name = rule.name.as_str();
-            inner.audit(incident_id, name, &target, "matched", Line::default());
+            let matched_on_disk = inner.audit_durable(incident_id, name, &target, "matched");
             let skip = |reason: SkipReason| {
                 let r = match reason {
                     SkipReason::Cooldown => "cooldown",
@@ -589,6 +614,7 @@ impl Remediator {
                 body: serde_json::to_vec(&payload).expect("JSON values serialise"),
                 labels: labels.clone(),
                 annotations: annotations.clone(),
+                matched_on_disk,
             };
             let task = inner.clone();
             inner.tracker.spawn(act(task, action));
@@ -650,7 +676,7 @@ impl Remediator {
 }
 
 /// One admitted action's life: wait for a slot, send, verify.
-async fn act(inner: Arc<Inner>, a: Action) {
+async fn act(inner: Arc<Inner>, mut a: Action) {
     let rule = &inner.rules[a.rule];
     let name = rule.name.as_str();
     let line = |decision: &'static str, l: Line<'_>| {
@@ -682,8 +708,8 @@ async fn act(inner: Arc<Inner>, a: Action) {
         return;
     }
     // Write-ahead: the decision to act is on disk before the action.
-    let audited = match &inner.audit {
-        Some(audit) => audit.sync().await,
+    let audited = match a.matched_on_disk.take() {
+        Some(ack) => ack.await.unwrap_or(false),
         None => false,
     };
     if !audited {

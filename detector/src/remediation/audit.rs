@@ -15,10 +15,9 @@
 //! Lines go through one writer task that **group-commits**: it writes every
 //! line waiting, then `fdatasync`s once, so an alert storm costs one sync per
 //! burst rather than one per line, and a quiet system still syncs every line
-//! promptly. Before a webhook is sent the sender waits until everything
-//! audited so far — its own `matched` line included — is on disk
-//! (write-ahead): an action that happened is always in the log even if the
-//! detector dies right after sending. If the log cannot be written the
+//! promptly. Before a webhook is sent the sender waits until the action's
+//! `matched` line is on disk (write-ahead): an action that happened is
+//! always in the log even if the detector dies right after sending. If the log cannot be written the
 //! action is not sent (fail closed) and the failure is counted.
 //!
 //! The file is opened in append mode and never truncated or rewritten, so
@@ -58,10 +57,8 @@ fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error
 }
 
 enum Msg {
-    Line(Vec<u8>),
-    /// Answered once every line sent before it is on disk (true) or could
-    /// not be written (false).
-    Sync(oneshot::Sender<bool>),
+    /// A line, and who wants to know whether it reached the disk.
+    Line(Vec<u8>, Option<oneshot::Sender<bool>>),
     /// Write what came before, then stop.
     Close,
 }
@@ -125,26 +122,30 @@ impl Audit {
 
     /// Queues one line. Never blocks; the writer task writes it.
     pub(crate) fn record(&self, r: &Record<'_>) {
+        self.send(r, None);
+    }
+
+    /// Queues one line; the answer says whether it is on disk (true) or
+    /// could not be written (false).
+    pub(crate) fn record_durable(&self, r: &Record<'_>) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.send(r, Some(tx));
+        rx
+    }
+
+    fn send(&self, r: &Record<'_>, ack: Option<oneshot::Sender<bool>>) {
         let mut line = serde_json::to_vec(r).expect("audit records serialise");
         line.push(b'\n');
-        // A closed channel means the writer is gone (after shutdown); the
-        // writer counted it when it stopped.
-        let _ = self.tx.send(Msg::Line(line));
+        // A closed channel means the writer is gone (after shutdown): the
+        // line is lost, and a waiting sender hears `false`.
+        if self.tx.send(Msg::Line(line, ack)).is_err() {
+            tracing::debug!("audit line after the audit log was closed; dropped");
+        }
     }
 
     /// Asks the writer to finish what was recorded so far and stop.
     pub(crate) fn close(&self) {
         let _ = self.tx.send(Msg::Close);
-    }
-
-    /// Waits until everything recorded so far is on disk; false when it
-    /// could not be written (or the writer is gone).
-    pub(crate) async fn sync(&self) -> bool {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Sync(tx)).is_err() {
-            return false;
-        }
-        rx.await.unwrap_or(false)
     }
 }
 
@@ -160,8 +161,10 @@ impl AuditWriter {
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
-                    Msg::Line(l) => lines.push(l),
-                    Msg::Sync(w) => waiters.push(w),
+                    Msg::Line(l, ack) => {
+                        lines.push(l);
+                        waiters.extend(ack);
+                    }
                     Msg::Close => {
                         closing = true;
                         break;
