@@ -494,7 +494,9 @@ struct Action {
 impl Remediator {
     /// Decides, for every rule matching `labels`, what to do about incident
     /// `incident_id`, audits it, and starts admitted actions in the
-    /// background. Returns one decision per matching rule.
+    /// background (call it inside the tokio runtime). Returns one decision
+    /// per matching rule. Calling it again for the same incident is safe:
+    /// cooldown makes repeats `skipped`.
     pub fn on_alert(
         &self,
         incident_id: &str,
@@ -629,7 +631,8 @@ impl Remediator {
 
     /// After the [`Shutdown`] given to `build` fired: waits for in-flight
     /// actions (at most `grace`), then closes the audit log. False when the
-    /// grace period ran out first.
+    /// grace period ran out first. Fire the shutdown first: without it,
+    /// pending verifications would hold this call for the whole grace.
     pub async fn wait(&self, grace: Duration) -> bool {
         let inner = &self.inner;
         inner.tracker.close();
