@@ -26,7 +26,7 @@
 //! | traces | `span.latency.p50/.p90/.p99` | same | seconds, from a 2 %-accurate [sketch] |
 //! | logs | `log.records` | `service`, `severity` (`error`/`warn`/`info`/`other`) + `group_by` | records per second (zero-filled) |
 //! | logs | `log.template` | `service`, `template` + `group_by` | records per second of one template (zero-filled) |
-//! | logs | `log.new_error_templates` | `service` + `group_by` | warn/error records per second whose template is new or rare (zero-filled) |
+//! | logs | `log.new_error_templates` | `service` + `group_by` | number of warn/error records in the step whose template is new or rare (zero-filled) |
 //!
 //! Resource labels are described in `resource` (`service`, `namespace`,
 //! `pod`, `node`); which series are zero-filled, and why metrics are not,

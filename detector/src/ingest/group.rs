@@ -56,7 +56,7 @@ pub(crate) enum Kind {
     LogCount,
     /// `[log.template]`.
     Template,
-    /// `[log.new_error_templates]`.
+    /// `[log.new_error_templates]`: a count per step, not a rate.
     Novelty,
 }
 
@@ -623,7 +623,14 @@ fn emit(g: &Group, k: i64, acc: Option<&Acc>, ctx: &EmitCtx<'_>, out: &mut Vec<S
                 Some(t) => vec![t],
                 None => templates,
             };
-            point(o(0), ts, n as f64 / step, traces, templates, out);
+            // Novelty is a number of records (a handful, readable as is);
+            // the volume series are rates like every other count.
+            let v = if g.kind == Kind::Novelty {
+                n as f64
+            } else {
+                n as f64 / step
+            };
+            point(o(0), ts, v, traces, templates, out);
         }
         _ => {}
     }
