@@ -341,6 +341,7 @@ impl<S: Default> Ingest<S> {
         self.advance(now);
         let now = self.clock.now();
         let idle = self.cfg.series.idle_after.as_secs() as i64;
+        self.groups.touch_pending(&mut self.registry, now);
         let mut out = self.registry.evict_idle(now, idle);
         let mut siblings = Vec::new();
         for e in &out {

@@ -163,6 +163,42 @@ fn idle_eviction_returns_state_and_frees_the_whole_source() {
     assert_eq!(ing.registry().state(p.series), Some(&0));
 }
 
+/// A source that comes back just before the idle deadline is not evicted
+/// with its data still unflushed.
+#[test]
+fn eviction_before_flush_keeps_fresh_data() {
+    let cfg = IngestConfig {
+        series: argus_detector::ingest::SeriesConfig {
+            idle_after: Duration::from_secs(600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut ing = Ingest::<()>::new(cfg).unwrap();
+    let t = T0 as f64;
+    ing.ingest(
+        &spans(
+            resource("checkout"),
+            vec![span("GET /pay", t + 1.0, 0.1, false, 1)],
+        ),
+        T0 + 2,
+    );
+    ing.flush(T0 + 20);
+    // Quiet for almost ten minutes, then one request, then an eviction
+    // pass before the step holding it has closed.
+    let back = T0 + 599;
+    ing.ingest(
+        &spans(
+            resource("checkout"),
+            vec![span("GET /pay", back as f64, 0.1, true, 2)],
+        ),
+        back,
+    );
+    assert!(ing.evict_idle(back + 5).is_empty());
+    let pts = ing.flush(back + 30);
+    assert_eq!(value_at(&ing, &pts, "span.errors", T0 + 590), Some(0.1));
+}
+
 #[test]
 fn self_metrics_are_exported_with_bounded_labels() {
     let mut prom = prometheus_client::registry::Registry::default();

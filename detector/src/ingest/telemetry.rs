@@ -24,6 +24,12 @@ use prometheus_client::registry::Registry;
 
 /// Why an item was not turned into series. The label values of
 /// `ingest_rejected_items_total`.
+///
+/// Every reason is **permanent**: sending the same item again cannot
+/// succeed (a late item only gets later; limits and malformed data do not
+/// change with a retry). The OTLP receiver reports them as partial success
+/// (`rejected_*` + [`IngestStats::message`](super::IngestStats::message)),
+/// never as a retryable status, so no exporter retries into a loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     /// Its step was already closed.
