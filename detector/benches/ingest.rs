@@ -419,6 +419,10 @@ fn registry(c: &mut Criterion) {
             )))
         })
     });
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("evict_idle_scan", |b| {
+        b.iter(|| assert!(r.evict_idle(T0, i64::MAX).is_empty()))
+    });
     g.finish();
 }
 

@@ -28,7 +28,8 @@
 //!   whose instrumentation puts a user id in an attribute must exhaust its
 //!   own budget, not everyone's. Refused with [`Rejected::CardinalityLimit`].
 //! - `max_labels` / `max_label_bytes`: a key with more labels, or a label
-//!   name or value longer than this, is refused with
+//!   name or value longer than this (or a name over [`MAX_NAME_BYTES`]),
+//!   is refused with
 //!   [`Rejected::LabelLimit`] (values are never truncated: truncation would
 //!   merge distinct streams and corrupt cumulative-counter state).
 //! - Idle eviction ([`Registry::evict_idle`]): series whose last update is
@@ -378,6 +379,10 @@ impl Rejected {
     }
 }
 
+/// Longest series name (OpenTelemetry allows 255-byte metric names; the
+/// ingest appends suffixes such as `.p99.9`).
+pub const MAX_NAME_BYTES: usize = 1024;
+
 pub const REASON_SERIES_LIMIT: &str = "series_limit";
 pub const REASON_CARDINALITY_LIMIT: &str = "cardinality_limit";
 pub const REASON_LABEL_LIMIT: &str = "label_limit";
@@ -654,7 +659,7 @@ impl<S> Registry<S> {
     /// Why `key` could not be added now (without counting anything).
     fn check(&self, key: &KeyRef<'_>, extra_in_family: u32) -> Result<u64, Rejected> {
         if key.labels.len() > self.limits.max_labels
-            || key.name.len() > self.limits.max_label_bytes
+            || key.name.len() > MAX_NAME_BYTES
             || key.labels.iter().any(|(k, v)| {
                 k.len() > self.limits.max_label_bytes || v.len() > self.limits.max_label_bytes
             })

@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
 use super::group::Kind;
 use super::resource::{ResourceLabels, format_value};
 use super::step::{NANOS, nanos};
-use super::{Ingest, IngestStats, trace_id};
+use super::{Ingest, IngestStats, Reason, trace_id};
 use crate::registry::KeyRef;
 use crate::template::TemplateId;
 
@@ -139,6 +139,10 @@ impl<S: Default> Ingest<S> {
         let mut body_buf = String::new();
         for rl in &req.resource_logs {
             let res = ResourceLabels::of(rl.resource.as_ref());
+            // Groups of this resource, resolved once: every record of a
+            // resource shares its per-severity and novelty series.
+            let mut by_severity: [Option<Result<u32, Reason>>; 4] = [None; 4];
+            let mut novelty: Option<Option<u32>> = None;
             for sl in &rl.scope_logs {
                 for rec in &sl.log_records {
                     if !lc.enabled {
@@ -160,13 +164,16 @@ impl<S: Default> Ingest<S> {
                         }
                     };
                     let sev = Severity::of(rec.severity_number, &rec.severity_text);
-                    labels.clear();
-                    res.push_grouped(&lc.group_by, &mut labels);
-                    labels.push((LABEL_SEVERITY, sev.as_str()));
-                    let key = KeyRef::new(Signal::Logs, RECORDS, &mut labels);
-                    let g = match groups.resolve(registry, &key, Kind::LogCount, now, wm, || {
-                        vec![RECORDS.to_string()]
-                    }) {
+                    let resolved = *by_severity[sev as usize].get_or_insert_with(|| {
+                        labels.clear();
+                        res.push_grouped(&lc.group_by, &mut labels);
+                        labels.push((LABEL_SEVERITY, sev.as_str()));
+                        let key = KeyRef::new(Signal::Logs, RECORDS, &mut labels);
+                        groups.resolve(registry, &key, Kind::LogCount, now, wm, || {
+                            vec![RECORDS.to_string()]
+                        })
+                    });
+                    let g = match resolved {
                         Ok(g) => g,
                         Err(r) => {
                             st.reject(r);
@@ -215,12 +222,17 @@ impl<S: Default> Ingest<S> {
 
                     // The new-or-rare signal exists for every service that
                     // logs, so that its quiet steps are zeros.
-                    labels.clear();
-                    res.push_grouped(&lc.group_by, &mut labels);
-                    let nkey = KeyRef::new(Signal::Logs, NEW_ERROR_TEMPLATES, &mut labels);
-                    if let Ok(ng) = groups.resolve(registry, &nkey, Kind::Novelty, now, wm, || {
-                        vec![NEW_ERROR_TEMPLATES.to_string()]
-                    }) {
+                    let ng = *novelty.get_or_insert_with(|| {
+                        labels.clear();
+                        res.push_grouped(&lc.group_by, &mut labels);
+                        let nkey = KeyRef::new(Signal::Logs, NEW_ERROR_TEMPLATES, &mut labels);
+                        groups
+                            .resolve(registry, &nkey, Kind::Novelty, now, wm, || {
+                                vec![NEW_ERROR_TEMPLATES.to_string()]
+                            })
+                            .ok()
+                    });
+                    if let Some(ng) = ng {
                         let a = groups.get_mut(ng).acc(k).count();
                         let novel = ts_s - obs.first_seen < new_for
                             || obs.window_count <= lc.novelty.rare_below;
