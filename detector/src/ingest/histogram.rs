@@ -48,6 +48,8 @@ pub enum BadBuckets {
     Scale(i32),
     #[error("exponential histogram buckets out of range")]
     Range,
+    #[error("{0} buckets (at most {MAX_BUCKETS})")]
+    TooMany(usize),
 }
 
 impl Buckets {
@@ -169,10 +171,18 @@ fn clamp_interval(lo: f64, hi: f64, min: Option<f64>, max: Option<f64>) -> (f64,
     if l > h { (lo, hi) } else { (l, h) }
 }
 
+/// Most buckets one histogram point may have. OpenTelemetry SDKs default
+/// to 160 for exponential histograms and a few dozen explicit bounds; the
+/// cap keeps a hostile point from costing megabytes per step.
+pub const MAX_BUCKETS: usize = 4096;
+
 /// Checks explicit bounds and counts the way OTLP defines them.
 pub fn check_explicit(bounds: &[f64], counts: usize) -> Result<(), BadBuckets> {
     if counts == 0 {
         return Ok(()); // count/sum only
+    }
+    if counts > MAX_BUCKETS {
+        return Err(BadBuckets::TooMany(counts));
     }
     if counts != bounds.len() + 1 {
         return Err(BadBuckets::CountMismatch {
@@ -240,6 +250,9 @@ impl ExpBuckets {
         let fits = |off: i32, len: usize| (off as i64 + len as i64) < i32::MAX as i64;
         if !fits(self.pos_offset, self.pos.len()) || !fits(self.neg_offset, self.neg.len()) {
             return Err(BadBuckets::Range);
+        }
+        if self.pos.len() + self.neg.len() > MAX_BUCKETS {
+            return Err(BadBuckets::TooMany(self.pos.len() + self.neg.len()));
         }
         Ok(())
     }
@@ -329,6 +342,11 @@ impl ExpBuckets {
             } else {
                 bo + bv.len() as i32
             });
+            // Offsets far apart are not a plausible increase of one stream
+            // (and would be a huge allocation): treat them as a reset.
+            if (hi as i64 - lo as i64) as usize > MAX_BUCKETS {
+                return None;
+            }
             let mut out = vec![0u64; (hi - lo) as usize];
             for i in lo..hi {
                 let get = |o: i32, v: &[u64]| {
@@ -542,6 +560,28 @@ mod tests {
         };
         let down = neg.downscale(0);
         assert_eq!((down.pos_offset, down.pos), (-2, vec![1, 2]));
+    }
+
+    #[test]
+    fn hostile_bucket_layouts_are_bounded() {
+        assert_eq!(
+            check_explicit(&vec![1.0; MAX_BUCKETS], MAX_BUCKETS + 1),
+            Err(BadBuckets::TooMany(MAX_BUCKETS + 1))
+        );
+        let far = |off| ExpBuckets {
+            scale: 0,
+            pos_offset: off,
+            pos: vec![1],
+            ..Default::default()
+        };
+        // Two points with offsets 4 billion apart: a reset, not a 32 GB
+        // allocation.
+        assert_eq!(far(2_000_000_000).delta_since(&far(-2_000_000_000)), None);
+        let wide = ExpBuckets {
+            pos: vec![1; MAX_BUCKETS + 1],
+            ..Default::default()
+        };
+        assert_eq!(wide.check(), Err(BadBuckets::TooMany(MAX_BUCKETS + 1)));
     }
 
     #[test]
