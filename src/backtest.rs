@@ -1,4 +1,8 @@
-//! (planned)
+//! `argus backtest`: runs the detection engine over history and scores it.
+//!
+//! - [`nab`]: the NAB 1.1 scorer (pure, row-indexed).
+
+pub mod nab;
 
 use std::process::ExitCode;
 
