@@ -57,9 +57,14 @@
 //! breakdown are then recomputed row by row at the chosen threshold, so they
 //! are exactly what [`Corpus::evaluate`] says for that threshold.
 //!
-//! Edge case not covered by upstream: a window one row wide has `W − 1 = 0`;
-//! a row after it gets `y = +∞`, i.e. the full `−A_FP` (the limit of the
-//! formula), instead of a division by zero.
+//! Checked against upstream `nab/sweeper.py` (`calcSweepScore`,
+//! `calcScoreByThreshold`) and `optimizer.py` (stable sort by score, so ties
+//! keep the larger threshold). Two edge cases differ on purpose: a window one
+//! row wide has `W − 1 = 0`, and upstream divides by zero on the row after
+//! it; here that row gets `y = +∞`, i.e. the full `−A_FP` (the limit of the
+//! formula). And upstream's 1.1 entry is always "nothing flagged", even for
+//! scores above 1.1; here 1.1 is an ordinary candidate (identical for scores
+//! in `[0, 1]`, which is what the engine produces).
 
 use serde::Serialize;
 
@@ -101,9 +106,13 @@ pub const NULL_THRESHOLD: f64 = 1.1;
 /// before scaling; dividing by it makes that detection worth exactly `A_TP`.
 const SIGMOID_AT_MINUS_ONE: f64 = 0.986_614_298_151_430_3;
 
-/// NAB's scaled sigmoid: `2/(1+e^(5y)) − 1` for `y ≤ 3`, `−1` beyond.
+/// NAB's scaled sigmoid: `2/(1+e^(5y)) − 1` for `y < 3`, `−1` from 3 on.
+///
+/// Upstream's `sweeper.scaledSigmoid` tests `>= 3.0` (the scoring page says
+/// `> 3`); we follow the code, which produced the published scores. The two
+/// differ by 3·10⁻⁷ at exactly `y = 3`.
 pub fn scaled_sigmoid(y: f64) -> f64 {
-    if y > 3.0 {
+    if y >= 3.0 {
         -1.0
     } else {
         2.0 / (1.0 + (5.0 * y).exp()) - 1.0
@@ -637,7 +646,8 @@ mod tests {
     fn sigmoid_and_probation_match_upstream() {
         assert!(close(scaled_sigmoid(-1.0), 2.5f64.tanh()));
         assert!(close(scaled_sigmoid(-1.0), SIGMOID_AT_MINUS_ONE));
-        assert_eq!(scaled_sigmoid(3.0000001), -1.0);
+        assert_eq!(scaled_sigmoid(3.0), -1.0);
+        assert!(scaled_sigmoid(2.999_999) > -1.0);
         assert!(close(scaled_sigmoid(0.0), 0.0));
         assert_eq!(probationary_period(100), 15);
         assert_eq!(probationary_period(4032), 604);
