@@ -1,14 +1,479 @@
 //! `argus backtest`: runs the detection engine over history and scores it.
 //!
+//! Two modes:
+//! - **Labelled** (`--nab ROOT`): a corpus in NAB's layout. Every file is
+//!   scored by a fresh engine, then the whole corpus is scored the NAB way
+//!   (one threshold per profile for all files), so the numbers compare with
+//!   the published detectors.
+//! - **Unlabelled** (`FILE...`, CSV or Parquet with `timestamp,value`): the
+//!   engine's own decisions (its `anomalous` flag, hysteresis included) are
+//!   reported per file; there is nothing to score against.
+//!
+//! Pipeline: list inputs (cheap, fails early on a bad corpus layout) → per
+//! file, in parallel on a rayon pool: read with polars, run a fresh
+//! [`SeriesDetector`] over the rows in file order, write the results file →
+//! score the corpus (labelled) → plots in parallel → `scores.json` /
+//! `flags.json` → the summary on stdout. Every file gets the same
+//! [`EngineConfig`] (the default, or `--config`), as NAB requires.
+//!
+//! A file that cannot be read fails the run, after every file has been tried,
+//! with one error line per bad file: a NAB score over part of a corpus would
+//! be misleading, and the user fixes all inputs in one go.
+//!
+//! Output layout under `--out` (default `out/backtest`):
+//! `results/argus/<category>/argus_<name>.csv` (see [`results`]),
+//! `scores.json` or `flags.json`, `plots/<category>/<name>.png` (see [`plot`]).
+//!
+//! Modules:
 //! - [`nab`]: the NAB 1.1 scorer (pure, row-indexed).
+//! - [`input`]: CSV/Parquet via polars, the NAB layout, windows → rows.
+//! - [`results`]: results files and JSON reports.
+//! - [`plot`]: one PNG per file.
+//! - [`summary`]: the tables on stdout.
 
+pub mod input;
 pub mod nab;
+pub mod plot;
+pub mod results;
+pub mod summary;
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
-#[derive(clap::Args, Debug)]
-pub struct BacktestArgs {}
+use anyhow::Context;
+use argus_detector::engine::{EngineConfig, SeriesDetector, Verdict};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
 
-pub fn run(_args: BacktestArgs) -> anyhow::Result<ExitCode> {
+use input::{InputError, NabFile, TimeSeries};
+use nab::{Corpus, FileInput, NabError, Window};
+use plot::PlotError;
+use results::{FileFlags, InputNotes, OutputError, ProfileReport, ResultRow};
+
+/// Score the detection engine on history: a NAB corpus (labelled) or
+/// CSV/Parquet files (unlabelled).
+#[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["nab", "files"])))]
+pub struct BacktestArgs {
+    /// A corpus in NAB's layout (`data/<category>/*.csv`,
+    /// `labels/combined_windows.json`): scored the NAB way.
+    #[arg(long, value_name = "ROOT", conflicts_with = "files")]
+    pub nab: Option<PathBuf>,
+    /// Unlabelled CSV or Parquet files with `timestamp` and `value` columns.
+    /// Timestamps: `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC), RFC 3339, or integer
+    /// unix seconds/milliseconds.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output directory.
+    #[arg(long, value_name = "DIR", default_value = "out/backtest")]
+    pub out: PathBuf,
+    /// Engine config overrides (YAML, `EngineConfig` fields); the same for
+    /// every file.
+    #[arg(long, value_name = "ENGINE_YAML")]
+    pub config: Option<PathBuf>,
+    /// Skip the PNG plots.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<NonZeroUsize>,
+}
+
+impl BacktestArgs {
+    /// Every problem with the arguments, each naming the argument.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(root) = &self.nab
+            && !root.is_dir()
+        {
+            p.push(format!("--nab {}: not a directory", root.display()));
+        }
+        for f in &self.files {
+            if !f.is_file() {
+                p.push(format!("{}: no such file", f.display()));
+            } else if !has_supported_extension(f) {
+                p.push(format!(
+                    "{}: unsupported file type (expected .csv or .parquet)",
+                    f.display()
+                ));
+            }
+        }
+        if let Some(c) = &self.config
+            && !c.is_file()
+        {
+            p.push(format!("--config {}: no such file", c.display()));
+        }
+        if self.out.exists() && !self.out.is_dir() {
+            p.push(format!(
+                "--out {}: exists and is not a directory",
+                self.out.display()
+            ));
+        }
+        p
+    }
+}
+
+fn has_supported_extension(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["csv", "parquet", "pq"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Failures of one file or of the run; the top level turns them into text.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Nab(#[from] NabError),
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    #[error("--config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+}
+
+/// Reads `--config`: YAML overriding [`EngineConfig::default`] field by
+/// field; an empty file means the defaults.
+pub fn engine_config(path: Option<&Path>) -> Result<EngineConfig, BacktestError> {
+    let Some(path) = path else {
+        return Ok(EngineConfig::default());
+    };
+    let err = |reason: String| BacktestError::Config {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    if text.trim().is_empty() {
+        return Ok(EngineConfig::default());
+    }
+    serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))
+}
+
+/// One input, before reading.
+enum Job {
+    Nab(NabFile),
+    File { path: PathBuf, category: String },
+}
+
+impl Job {
+    fn load(&self) -> Result<(TimeSeries, Vec<Window>), InputError> {
+        match self {
+            Job::Nab(f) => f.read().map(|l| (l.series, l.windows)),
+            Job::File { path, category } => Ok((input::read_file(path, category)?, Vec::new())),
+        }
+    }
+}
+
+/// One file after the engine ran over it.
+pub struct FileRun {
+    pub series: TimeSeries,
+    pub windows: Vec<Window>,
+    /// `None` for rows the engine did not see (missing value).
+    pub verdicts: Vec<Option<Verdict>>,
+    pub results: PathBuf,
+}
+
+impl FileRun {
+    /// Anomaly score per row, 0 where the engine did not see the row.
+    pub fn scores(&self) -> Vec<f64> {
+        self.verdicts
+            .iter()
+            .map(|v| v.map_or(0.0, |v| v.score))
+            .collect()
+    }
+}
+
+/// Runs a fresh detector over the series in file order.
+pub fn run_engine(cfg: &EngineConfig, series: &TimeSeries) -> Vec<Option<Verdict>> {
+    let mut det = SeriesDetector::new(cfg);
+    series
+        .values
+        .iter()
+        .zip(series.unix_seconds())
+        .map(|(v, ts)| v.map(|v| det.update(cfg, ts, v)))
+        .collect()
+}
+
+fn process(job: &Job, cfg: &EngineConfig, out: &Path) -> Result<FileRun, BacktestError> {
+    let (series, windows) = job.load()?;
+    let verdicts = run_engine(cfg, &series);
+    let results = results::results_path(out, &series.category, &series.stem);
+    let labels = results::labels(series.len(), &windows);
+    results::write_results(
+        &results,
+        (0..series.len()).map(|i| ResultRow {
+            timestamp: &series.timestamps[i],
+            value: series.values[i],
+            anomaly_score: verdicts[i].map_or(0.0, |v| v.score),
+            label: labels[i],
+        }),
+    )?;
+    Ok(FileRun {
+        series,
+        windows,
+        verdicts,
+        results,
+    })
+}
+
+fn progress(len: usize, message: &'static str) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(len as u64), target);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} files {elapsed} (eta {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
+}
+
+/// `argus backtest`.
+pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
+    let problems = args.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("invalid arguments:\n  {}", problems.join("\n  "));
+    }
+    let cfg = engine_config(args.config.as_deref())?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.map_or(0, NonZeroUsize::get))
+        .build()
+        .context("cannot start worker threads")?;
+
+    let jobs: Vec<Job> = match &args.nab {
+        Some(root) => input::list_nab(root)?.into_iter().map(Job::Nab).collect(),
+        None => plain_jobs(&args.files)?,
+    };
+    let started = Instant::now();
+    let bar = progress(jobs.len(), "scoring");
+    let outcomes: Vec<Result<FileRun, BacktestError>> = pool.install(|| {
+        jobs.par_iter()
+            .map(|job| {
+                let r = process(job, &cfg, &args.out);
+                bar.inc(1);
+                r
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    let mut runs = Vec::with_capacity(outcomes.len());
+    let mut failures = Vec::new();
+    for o in outcomes {
+        match o {
+            Ok(r) => runs.push(r),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "{} of {} input files failed:\n  {}",
+            failures.len(),
+            jobs.len(),
+            failures.join("\n  ")
+        );
+    }
+    let rows: usize = runs.iter().map(|r| r.series.len()).sum();
+    let scored_in = started.elapsed();
+
+    let notes: Vec<InputNotes> = runs
+        .iter()
+        .filter(|r| !r.series.notes.is_empty())
+        .map(|r| InputNotes {
+            file: r.series.name.clone(),
+            notes: r.series.notes.clone(),
+        })
+        .collect();
+    for n in &notes {
+        for note in &n.notes {
+            eprintln!("note: {}: {note}", n.file);
+        }
+    }
+
+    let (table, flagged) = match &args.nab {
+        Some(root) => {
+            let scores: Vec<Vec<f64>> = runs.iter().map(FileRun::scores).collect();
+            let corpus = Corpus::new(runs.iter().zip(&scores).map(|(r, s)| FileInput {
+                name: &r.series.name,
+                scores: s,
+                windows: &r.windows,
+            }))?;
+            let profiles = corpus.score();
+            let report = results::ScoresReport {
+                detector: results::DETECTOR,
+                corpus: root,
+                files: runs.len(),
+                rows,
+                windows: profiles[0].counts.windows,
+                engine_config: &cfg,
+                profiles: profiles
+                    .iter()
+                    .map(|p| (p.profile.name, ProfileReport::new(p)))
+                    .collect(),
+                input_notes: &notes,
+            };
+            results::write_json(&args.out.join("scores.json"), &report)?;
+            // Plots mark what the standard profile's threshold flags.
+            let threshold = profiles[0].threshold;
+            let flagged: Vec<Vec<bool>> = scores
+                .iter()
+                .map(|s| {
+                    let p = nab::probationary_period(s.len());
+                    s.iter()
+                        .enumerate()
+                        .map(|(i, &s)| i >= p && s >= threshold)
+                        .collect()
+                })
+                .collect();
+            (
+                summary::labelled(&profiles, rows),
+                (flagged, Some(threshold)),
+            )
+        }
+        None => {
+            let files: Vec<FileFlags> = runs.iter().map(flags).collect();
+            let report = results::FlagsReport {
+                detector: results::DETECTOR,
+                engine_config: &cfg,
+                files: &files,
+                input_notes: &notes,
+            };
+            results::write_json(&args.out.join("flags.json"), &report)?;
+            let flagged = runs
+                .iter()
+                .map(|r| {
+                    r.verdicts
+                        .iter()
+                        .map(|v| v.is_some_and(|v| v.anomalous))
+                        .collect()
+                })
+                .collect();
+            (summary::unlabelled(&files), (flagged, None))
+        }
+    };
+
+    let plotted_in = if args.no_plots {
+        None
+    } else {
+        let started = Instant::now();
+        let (flagged, threshold) = &flagged;
+        let bar = progress(runs.len(), "plotting");
+        let outcomes: Vec<Result<(), BacktestError>> = pool.install(|| {
+            runs.par_iter()
+                .zip(flagged)
+                .map(|(r, f)| {
+                    let path = plot::plot_path(&args.out, &r.series.category, &r.series.stem);
+                    let res = plot::plot(
+                        &path,
+                        &plot::PlotInput {
+                            series: &r.series,
+                            verdicts: &r.verdicts,
+                            windows: &r.windows,
+                            flagged: f,
+                            threshold: *threshold,
+                        },
+                    );
+                    bar.inc(1);
+                    res.map_err(BacktestError::from)
+                })
+                .collect()
+        });
+        bar.finish_and_clear();
+        let failures: Vec<String> = outcomes
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        if !failures.is_empty() {
+            anyhow::bail!(
+                "{} plots failed:\n  {}",
+                failures.len(),
+                failures.join("\n  ")
+            );
+        }
+        Some(started.elapsed())
+    };
+
+    print!("{table}");
+    eprintln!(
+        "scored {} files, {rows} rows in {:.2}s ({:.0} rows/s){}; output in {}",
+        runs.len(),
+        scored_in.as_secs_f64(),
+        rows as f64 / scored_in.as_secs_f64().max(1e-9),
+        plotted_in.map_or(String::new(), |d| format!(
+            ", plotted in {:.2}s",
+            d.as_secs_f64()
+        )),
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Jobs for unlabelled files: category = the parent directory's name.
+fn plain_jobs(files: &[PathBuf]) -> anyhow::Result<Vec<Job>> {
+    let mut seen: BTreeMap<(String, String), &Path> = BTreeMap::new();
+    let mut jobs = Vec::with_capacity(files.len());
+    for path in files {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        let category = abs
+            .parent()
+            .and_then(|p| p.file_name())
+            .map_or_else(|| "files".to_owned(), |n| n.to_string_lossy().into_owned());
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(other) = seen.insert((category.clone(), stem.clone()), path) {
+            anyhow::bail!(
+                "{} and {} would write the same results file (results/argus/{category}/argus_{stem}.csv)",
+                other.display(),
+                path.display()
+            );
+        }
+        jobs.push(Job::File {
+            path: path.clone(),
+            category,
+        });
+    }
+    Ok(jobs)
+}
+
+fn flags(r: &FileRun) -> FileFlags {
+    let mut f = FileFlags {
+        file: r.series.name.clone(),
+        results: r.results.clone(),
+        rows: r.series.len(),
+        learning_rows: 0,
+        skipped_rows: 0,
+        flagged_rows: 0,
+        flagged_runs: 0,
+        max_score: 0.0,
+        max_score_at: None,
+    };
+    let mut previous = false;
+    for (i, v) in r.verdicts.iter().enumerate() {
+        let Some(v) = v else {
+            f.skipped_rows += 1;
+            continue;
+        };
+        f.learning_rows += usize::from(v.learning);
+        if v.anomalous {
+            f.flagged_rows += 1;
+            f.flagged_runs += usize::from(!previous);
+        }
+        previous = v.anomalous;
+        if v.score > f.max_score || f.max_score_at.is_none() {
+            f.max_score = v.score;
+            f.max_score_at = Some(r.series.timestamps[i].clone());
+        }
+    }
+    f
 }

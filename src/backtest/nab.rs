@@ -311,6 +311,34 @@ pub fn normalise(raw: f64, null: f64, perfect: f64) -> Option<f64> {
     (span > 0.0).then(|| 100.0 * (raw - null) / span)
 }
 
+/// A group of files' share of a profile's score (e.g. one NAB category), at
+/// the corpus threshold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Subtotal {
+    pub files: usize,
+    pub raw_score: f64,
+    pub null_score: f64,
+    pub perfect_score: f64,
+    /// Normalised within the group; `None` when it has no window.
+    pub nab_score: Option<f64>,
+    pub counts: Counts,
+}
+
+impl Subtotal {
+    pub fn of<'a>(files: impl IntoIterator<Item = &'a FileScore>) -> Self {
+        let mut t = Self::default();
+        for f in files {
+            t.files += 1;
+            t.raw_score += f.raw_score;
+            t.null_score += f.null_score;
+            t.perfect_score += f.perfect_score;
+            t.counts += f.counts;
+        }
+        t.nab_score = normalise(t.raw_score, t.null_score, t.perfect_score);
+        t
+    }
+}
+
 #[derive(Clone, Debug)]
 struct PreparedFile {
     name: String,
@@ -862,6 +890,36 @@ mod tests {
         assert!(close(s.raw_score, 2.0 - 0.22));
         assert!(close(s.files[0].raw_score, 1.0 - 0.22));
         assert!(close(s.files[1].raw_score, 1.0));
+    }
+
+    #[test]
+    fn subtotals_normalise_within_the_group() {
+        let mut a = vec![0.0; 100];
+        a[40] = 0.9; // detected on its first row
+        let b = vec![0.0; 100]; // window missed
+        let quiet = vec![0.0; 100]; // no window
+        let (wa, wb) = ([w(40, 49)], [w(60, 69)]);
+        let input = |name, scores, windows| FileInput {
+            name,
+            scores,
+            windows,
+        };
+        let c = Corpus::new([
+            input("x/a.csv", &a[..], &wa[..]),
+            input("x/b.csv", &b[..], &wb[..]),
+            input("y/q.csv", &quiet[..], &[][..]),
+        ])
+        .unwrap();
+        let s = c.score_profile(&STANDARD);
+        let x = Subtotal::of(&s.files[..2]);
+        assert_eq!(x.files, 2);
+        assert!(close(x.nab_score.unwrap(), 50.0));
+        assert_eq!((x.counts.true_positives, x.counts.false_negatives), (1, 1));
+        let y = Subtotal::of(&s.files[2..]);
+        assert_eq!(y.nab_score, None);
+        let all = Subtotal::of(&s.files);
+        assert!(close(all.raw_score, s.raw_score));
+        assert_eq!(all.nab_score, s.nab_score);
     }
 
     #[test]
