@@ -57,7 +57,13 @@ use results::{FileFlags, InputNotes, OutputError, ProfileReport, ResultRow};
 /// Score the detection engine on history: a NAB corpus (labelled) or
 /// CSV/Parquet files (unlabelled).
 #[derive(clap::Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["nab", "files"])))]
+#[command(
+    group(clap::ArgGroup::new("input").required(true).args(["nab", "files"])),
+    after_help = "Writes under --out: results/argus/<category>/argus_<name>.csv (NAB's results \
+                  format), scores.json (--nab: NAB scores per profile) or flags.json (files: the \
+                  engine's flags), plots/<category>/<name>.png.\n\
+                  Exit status: 0 on success, 2 on any error; every bad input file is listed."
+)]
 pub struct BacktestArgs {
     /// A corpus in NAB's layout (`data/<category>/*.csv`,
     /// `labels/combined_windows.json`): scored the NAB way.
@@ -136,6 +142,28 @@ pub enum BacktestError {
     Plot(#[from] PlotError),
     #[error("--config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
+    /// A bug (in the engine, polars or here) hit on one file: reported with
+    /// the file's name like any other failure instead of aborting the run.
+    #[error("{file}: internal error: {message}")]
+    Panicked { file: String, message: String },
+}
+
+/// Runs `f` for one file, turning a panic into [`BacktestError::Panicked`].
+fn guarded<T>(
+    file: &dyn std::fmt::Display,
+    f: impl FnOnce() -> Result<T, BacktestError>,
+) -> Result<T, BacktestError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        Err(BacktestError::Panicked {
+            file: file.to_string(),
+            message,
+        })
+    })
 }
 
 /// Reads `--config`: YAML overriding [`EngineConfig::default`] field by
@@ -162,6 +190,13 @@ enum Job {
 }
 
 impl Job {
+    fn path(&self) -> &Path {
+        match self {
+            Job::Nab(f) => &f.path,
+            Job::File { path, .. } => path,
+        }
+    }
+
     fn load(&self) -> Result<(TimeSeries, Vec<Window>), InputError> {
         match self {
             Job::Nab(f) => f.read().map(|l| (l.series, l.windows)),
@@ -259,7 +294,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     let outcomes: Vec<Result<FileRun, BacktestError>> = pool.install(|| {
         jobs.par_iter()
             .map(|job| {
-                let r = process(job, &cfg, &args.out);
+                let r = guarded(&job.path().display(), || process(job, &cfg, &args.out));
                 bar.inc(1);
                 r
             })
@@ -372,18 +407,21 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
                 .zip(flagged)
                 .map(|(r, f)| {
                     let path = plot::plot_path(&args.out, &r.series.category, &r.series.stem);
-                    let res = plot::plot(
-                        &path,
-                        &plot::PlotInput {
-                            series: &r.series,
-                            verdicts: &r.verdicts,
-                            windows: &r.windows,
-                            flagged: f,
-                            threshold: *threshold,
-                        },
-                    );
+                    let res = guarded(&r.series.name, || {
+                        plot::plot(
+                            &path,
+                            &plot::PlotInput {
+                                series: &r.series,
+                                verdicts: &r.verdicts,
+                                windows: &r.windows,
+                                flagged: f,
+                                threshold: *threshold,
+                            },
+                        )
+                        .map_err(BacktestError::from)
+                    });
                     bar.inc(1);
-                    res.map_err(BacktestError::from)
+                    res
                 })
                 .collect()
         });
@@ -476,4 +514,47 @@ fn flags(r: &FileRun) -> FileFlags {
         }
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_on_one_file_becomes_an_error_naming_it() {
+        let r: Result<(), _> = guarded(&"cat/x.csv", || panic!("index out of bounds"));
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "cat/x.csv: internal error: index out of bounds"
+        );
+        let r: Result<(), _> = guarded(&"cat/y.csv", || panic!("row {}", 7));
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "cat/y.csv: internal error: row 7"
+        );
+    }
+
+    #[test]
+    fn engine_skips_missing_values_and_keeps_row_positions() {
+        let series = TimeSeries {
+            name: "c/f.csv".into(),
+            category: "c".into(),
+            stem: "f".into(),
+            timestamps: vec!["a".into(); 4],
+            unix_micros: vec![0, 60_000_000, 120_000_000, 180_000_000],
+            values: vec![Some(1.0), None, Some(2.0), Some(3.0)],
+            notes: vec![],
+        };
+        let cfg = EngineConfig::default();
+        let v = run_engine(&cfg, &series);
+        assert_eq!(v.len(), 4);
+        assert!(v[1].is_none());
+        // The engine saw exactly the present values, in order.
+        let mut det = SeriesDetector::new(&cfg);
+        let expected: Vec<Option<Verdict>> = [(0, 1.0), (120, 2.0), (180, 3.0)]
+            .iter()
+            .map(|&(t, x)| Some(det.update(&cfg, t, x)))
+            .collect();
+        assert_eq!(vec![v[0], v[2], v[3]], expected);
+    }
 }

@@ -18,7 +18,9 @@
 //!   misread as seconds);
 //! - in Parquet also a native `Datetime` (any unit, any zone) or `Date`.
 //!
-//! Values: any numeric column, or text that polars parses as a float.
+//! Values: any numeric column, or text that polars parses as a float
+//! (surrounding spaces ignored; `inf` and `NaN` parse, and are then treated
+//! as missing, see below). Blank lines at the end of a CSV are ignored.
 //!
 //! # Bad input
 //!
@@ -250,6 +252,9 @@ pub fn read_file(path: &Path, category: &str) -> Result<TimeSeries, InputError> 
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
 
+    column(&df, path, "timestamp")?;
+    column(&df, path, "value")?;
+    let df = without_trailing_blank_rows(df);
     let ts_col = column(&df, path, "timestamp")?;
     let value_col = column(&df, path, "value")?;
     if df.height() == 0 {
@@ -291,6 +296,35 @@ pub fn read_file(path: &Path, category: &str) -> Result<TimeSeries, InputError> 
         values,
         notes,
     })
+}
+
+/// Blank lines at the end of a CSV (an editor's trailing newlines) read
+/// as rows of nulls; they are not data. Blank lines inside the data stay and
+/// fail with their line number.
+fn without_trailing_blank_rows(df: DataFrame) -> DataFrame {
+    let blank = |name: &str| -> Vec<bool> {
+        let Ok(c) = df.column(name) else {
+            return vec![];
+        };
+        let c = c.as_materialized_series();
+        match c.str() {
+            Ok(t) => t
+                .iter()
+                .map(|v| v.is_none_or(|v| v.trim().is_empty()))
+                .collect(),
+            Err(_) => c.is_null().iter().map(|v| v.unwrap_or(true)).collect(),
+        }
+    };
+    let (ts, values) = (blank("timestamp"), blank("value"));
+    let keep = (0..df.height())
+        .rev()
+        .find(|&i| !(ts[i] && values[i]))
+        .map_or(0, |i| i + 1);
+    if keep == df.height() {
+        df
+    } else {
+        df.slice(0, keep)
+    }
 }
 
 fn note_rows(notes: &mut Vec<Note>, kind: NoteKind, mut rows: impl Iterator<Item = usize>) {
@@ -488,7 +522,20 @@ fn values(
         });
     }
     // A non-strict cast turns unparsable text into null; a null that was not
-    // null (nor blank) before is a bad value.
+    // null (nor blank) before is a bad value. Text is trimmed first: padded
+    // numbers (` 3.5 `) are numbers.
+    let trimmed;
+    let col = if dtype == &DataType::String {
+        let t = col.str().map_err(read)?;
+        trimmed = StringChunked::from_iter_options(
+            col.name().clone(),
+            t.iter().map(|v| v.map(str::trim)),
+        )
+        .into_series();
+        &trimmed
+    } else {
+        col
+    };
     let floats = col.cast(&DataType::Float64).map_err(read)?;
     let floats = floats.f64().map_err(read)?;
     if dtype == &DataType::String {
@@ -716,6 +763,26 @@ mod tests {
                 (NoteKind::BackwardsTimestamp, 1, 3),
             ]
         );
+    }
+
+    #[test]
+    fn trailing_blank_lines_and_padded_values_are_fine_inner_blanks_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "t.csv",
+            "timestamp,value\r\n2015-01-01 00:00:00, 3.5 \r\n\"2015-01-01 00:05:00\",1e3\r\n\r\n\n",
+        );
+        let s = read_file(&p, "c").unwrap();
+        assert_eq!(s.values, vec![Some(3.5), Some(1000.0)]);
+        assert!(s.notes.is_empty());
+        let p = write(
+            dir.path(),
+            "u.csv",
+            "timestamp,value\n2015-01-01 00:00:00,1\n\n2015-01-01 00:10:00,2\n",
+        );
+        let e = read_file(&p, "c").unwrap_err().to_string();
+        assert!(e.ends_with("u.csv: row 1 (line 3): empty timestamp"), "{e}");
     }
 
     #[test]
