@@ -284,17 +284,80 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
         .num_threads(args.threads.map_or(0, NonZeroUsize::get))
         .build()
         .context("cannot start worker threads")?;
-
     let jobs: Vec<Job> = match &args.nab {
         Some(root) => input::list_nab(root)?.into_iter().map(Job::Nab).collect(),
         None => plain_jobs(&args.files)?,
     };
+    // A report left by an earlier run must not pass for this one's if this
+    // one fails.
+    for stale in ["scores.json", "flags.json"] {
+        match std::fs::remove_file(args.out.join(stale)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).context(format!("{}", args.out.join(stale).display()));
+            }
+            _ => {}
+        }
+    }
+
     let started = Instant::now();
+    let runs = run_all(&pool, &jobs, &cfg, &args.out)?;
+    let rows: usize = runs.iter().map(|r| r.series.len()).sum();
+    let scored_in = started.elapsed();
+
+    let notes: Vec<InputNotes> = runs
+        .iter()
+        .filter(|r| !r.series.notes.is_empty())
+        .map(|r| InputNotes {
+            file: r.series.name.clone(),
+            notes: r.series.notes.clone(),
+        })
+        .collect();
+    for n in &notes {
+        for note in &n.notes {
+            eprintln!("note: {}: {note}", n.file);
+        }
+    }
+
+    let report = match &args.nab {
+        Some(root) => labelled(&runs, &cfg, root, &notes, &args.out)?,
+        None => unlabelled(&runs, &cfg, &notes, &args.out)?,
+    };
+    let plotted_in = if args.no_plots {
+        None
+    } else {
+        let started = Instant::now();
+        plot_all(&pool, &runs, &report, &args.out)?;
+        Some(started.elapsed())
+    };
+
+    print!("{}", report.table);
+    eprintln!(
+        "scored {} files, {rows} rows in {:.2}s ({:.0} rows/s){}; output in {}",
+        runs.len(),
+        scored_in.as_secs_f64(),
+        rows as f64 / scored_in.as_secs_f64().max(1e-9),
+        plotted_in.map_or(String::new(), |d| format!(
+            ", plotted in {:.2}s",
+            d.as_secs_f64()
+        )),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads, scores and writes the results of every file in parallel. Fails
+/// after all files were tried, listing every failure.
+fn run_all(
+    pool: &rayon::ThreadPool,
+    jobs: &[Job],
+    cfg: &EngineConfig,
+    out: &Path,
+) -> anyhow::Result<Vec<FileRun>> {
     let bar = progress(jobs.len(), "scoring");
     let outcomes: Vec<Result<FileRun, BacktestError>> = pool.install(|| {
         jobs.par_iter()
             .map(|job| {
-                let r = guarded(&job.path().display(), || process(job, &cfg, &args.out));
+                let r = guarded(&job.path().display(), || process(job, cfg, out));
                 bar.inc(1);
                 r
             })
@@ -317,142 +380,140 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<ExitCode> {
             failures.join("\n  ")
         );
     }
-    let rows: usize = runs.iter().map(|r| r.series.len()).sum();
-    let scored_in = started.elapsed();
+    Ok(runs)
+}
 
-    let notes: Vec<InputNotes> = runs
+/// What the summary and the plots need once the corpus is scored.
+struct Report {
+    table: String,
+    /// Per file, per row: marked as flagged in the plot.
+    flagged: Vec<Vec<bool>>,
+    threshold: Option<f64>,
+}
+
+/// NAB scoring, `scores.json`; plots mark what the standard profile's
+/// threshold flags.
+fn labelled(
+    runs: &[FileRun],
+    cfg: &EngineConfig,
+    root: &Path,
+    notes: &[InputNotes],
+    out: &Path,
+) -> anyhow::Result<Report> {
+    let scores: Vec<Vec<f64>> = runs.iter().map(FileRun::scores).collect();
+    let corpus = Corpus::new(runs.iter().zip(&scores).map(|(r, s)| FileInput {
+        name: &r.series.name,
+        scores: s,
+        windows: &r.windows,
+    }))?;
+    let profiles = corpus.score();
+    let rows = runs.iter().map(|r| r.series.len()).sum();
+    let report = results::ScoresReport {
+        detector: results::DETECTOR,
+        corpus: root,
+        files: runs.len(),
+        rows,
+        windows: profiles[0].counts.windows,
+        engine_config: cfg,
+        profiles: profiles
+            .iter()
+            .map(|p| (p.profile.name, ProfileReport::new(p)))
+            .collect(),
+        input_notes: notes,
+    };
+    results::write_json(&out.join("scores.json"), &report)?;
+    let threshold = profiles[0].threshold;
+    let flagged = scores
         .iter()
-        .filter(|r| !r.series.notes.is_empty())
-        .map(|r| InputNotes {
-            file: r.series.name.clone(),
-            notes: r.series.notes.clone(),
+        .map(|s| {
+            let p = nab::probationary_period(s.len());
+            s.iter()
+                .enumerate()
+                .map(|(i, &s)| i >= p && s >= threshold)
+                .collect()
         })
         .collect();
-    for n in &notes {
-        for note in &n.notes {
-            eprintln!("note: {}: {note}", n.file);
-        }
-    }
+    Ok(Report {
+        table: summary::labelled(&profiles, rows),
+        flagged,
+        threshold: Some(threshold),
+    })
+}
 
-    let (table, flagged) = match &args.nab {
-        Some(root) => {
-            let scores: Vec<Vec<f64>> = runs.iter().map(FileRun::scores).collect();
-            let corpus = Corpus::new(runs.iter().zip(&scores).map(|(r, s)| FileInput {
-                name: &r.series.name,
-                scores: s,
-                windows: &r.windows,
-            }))?;
-            let profiles = corpus.score();
-            let report = results::ScoresReport {
-                detector: results::DETECTOR,
-                corpus: root,
-                files: runs.len(),
-                rows,
-                windows: profiles[0].counts.windows,
-                engine_config: &cfg,
-                profiles: profiles
-                    .iter()
-                    .map(|p| (p.profile.name, ProfileReport::new(p)))
-                    .collect(),
-                input_notes: &notes,
-            };
-            results::write_json(&args.out.join("scores.json"), &report)?;
-            // Plots mark what the standard profile's threshold flags.
-            let threshold = profiles[0].threshold;
-            let flagged: Vec<Vec<bool>> = scores
-                .iter()
-                .map(|s| {
-                    let p = nab::probationary_period(s.len());
-                    s.iter()
-                        .enumerate()
-                        .map(|(i, &s)| i >= p && s >= threshold)
-                        .collect()
-                })
-                .collect();
-            (
-                summary::labelled(&profiles, rows),
-                (flagged, Some(threshold)),
-            )
-        }
-        None => {
-            let files: Vec<FileFlags> = runs.iter().map(flags).collect();
-            let report = results::FlagsReport {
-                detector: results::DETECTOR,
-                engine_config: &cfg,
-                files: &files,
-                input_notes: &notes,
-            };
-            results::write_json(&args.out.join("flags.json"), &report)?;
-            let flagged = runs
-                .iter()
-                .map(|r| {
-                    r.verdicts
-                        .iter()
-                        .map(|v| v.is_some_and(|v| v.anomalous))
-                        .collect()
-                })
-                .collect();
-            (summary::unlabelled(&files), (flagged, None))
-        }
+/// The engine's own flags, `flags.json`.
+fn unlabelled(
+    runs: &[FileRun],
+    cfg: &EngineConfig,
+    notes: &[InputNotes],
+    out: &Path,
+) -> anyhow::Result<Report> {
+    let files: Vec<FileFlags> = runs.iter().map(flags).collect();
+    let report = results::FlagsReport {
+        detector: results::DETECTOR,
+        engine_config: cfg,
+        files: &files,
+        input_notes: notes,
     };
-
-    let plotted_in = if args.no_plots {
-        None
-    } else {
-        let started = Instant::now();
-        let (flagged, threshold) = &flagged;
-        let bar = progress(runs.len(), "plotting");
-        let outcomes: Vec<Result<(), BacktestError>> = pool.install(|| {
-            runs.par_iter()
-                .zip(flagged)
-                .map(|(r, f)| {
-                    let path = plot::plot_path(&args.out, &r.series.category, &r.series.stem);
-                    let res = guarded(&r.series.name, || {
-                        plot::plot(
-                            &path,
-                            &plot::PlotInput {
-                                series: &r.series,
-                                verdicts: &r.verdicts,
-                                windows: &r.windows,
-                                flagged: f,
-                                threshold: *threshold,
-                            },
-                        )
-                        .map_err(BacktestError::from)
-                    });
-                    bar.inc(1);
-                    res
-                })
+    results::write_json(&out.join("flags.json"), &report)?;
+    let flagged = runs
+        .iter()
+        .map(|r| {
+            r.verdicts
+                .iter()
+                .map(|v| v.is_some_and(|v| v.anomalous))
                 .collect()
-        });
-        bar.finish_and_clear();
-        let failures: Vec<String> = outcomes
-            .into_iter()
-            .filter_map(|r| r.err().map(|e| e.to_string()))
-            .collect();
-        if !failures.is_empty() {
-            anyhow::bail!(
-                "{} plots failed:\n  {}",
-                failures.len(),
-                failures.join("\n  ")
-            );
-        }
-        Some(started.elapsed())
-    };
+        })
+        .collect();
+    Ok(Report {
+        table: summary::unlabelled(&files),
+        flagged,
+        threshold: None,
+    })
+}
 
-    print!("{table}");
-    eprintln!(
-        "scored {} files, {rows} rows in {:.2}s ({:.0} rows/s){}; output in {}",
-        runs.len(),
-        scored_in.as_secs_f64(),
-        rows as f64 / scored_in.as_secs_f64().max(1e-9),
-        plotted_in.map_or(String::new(), |d| format!(
-            ", plotted in {:.2}s",
-            d.as_secs_f64()
-        )),
-        args.out.display()
-    );
-    Ok(ExitCode::SUCCESS)
+fn plot_all(
+    pool: &rayon::ThreadPool,
+    runs: &[FileRun],
+    report: &Report,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let bar = progress(runs.len(), "plotting");
+    let outcomes: Vec<Result<(), BacktestError>> = pool.install(|| {
+        runs.par_iter()
+            .zip(&report.flagged)
+            .map(|(r, flagged)| {
+                let path = plot::plot_path(out, &r.series.category, &r.series.stem);
+                let res = guarded(&r.series.name, || {
+                    plot::plot(
+                        &path,
+                        &plot::PlotInput {
+                            series: &r.series,
+                            verdicts: &r.verdicts,
+                            windows: &r.windows,
+                            flagged,
+                            threshold: report.threshold,
+                        },
+                    )
+                    .map_err(BacktestError::from)
+                });
+                bar.inc(1);
+                res
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    let failures: Vec<String> = outcomes
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "{} plots failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    Ok(())
 }
 
 /// Jobs for unlabelled files: category = the parent directory's name.

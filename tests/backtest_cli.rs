@@ -291,16 +291,21 @@ fn bad_inputs_fail_naming_file_and_row_and_every_bad_file_is_listed() {
             "header.csv: no data rows",
         ),
     ];
+    let out = dir.path().join("out-one");
     for (path, expected) in &cases {
-        let out = dir.path().join("out-one");
+        // A report from an earlier good run into the same dir…
+        let o = argus(&[s(&good), "--out", s(&out), "--no-plots"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(out.join("flags.json").exists());
         let o = argus(&[s(&good), s(path), "--out", s(&out), "--no-plots"]);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         let err = stderr(&o);
         assert!(err.contains(expected), "expected {expected:?} in:\n{err}");
         assert!(err.contains("1 of 2 input files failed"), "{err}");
+        // …must not pass for the failed run's.
         assert!(
             !out.join("flags.json").exists(),
-            "no report from a failed run"
+            "stale report after a failed run"
         );
     }
     // All bad files reported in one run.
