@@ -937,6 +937,54 @@ mod tests {
         assert!(e.to_string().starts_with("c/f.csv: window 1 ["), "{e}");
     }
 
+    /// Repeated timestamps, end to end through the scorer: rows count by
+    /// position, so the duplicated row shifts the window by one row and both
+    /// copies of the repeated instant are separate false positives.
+    #[test]
+    fn repeated_timestamps_are_scored_by_position() {
+        use super::super::nab::{Corpus, FileInput, STANDARD};
+        let dir = tempfile::tempdir().unwrap();
+        let t = |m: usize| format!("2015-01-01 {:02}:{:02}:00", m / 60, m % 60);
+        // Rows 0..=100; row 51 repeats row 50's instant (minute 50), so row
+        // r > 50 holds minute r − 1.
+        let mut text = String::from("timestamp,value\n");
+        for row in 0..=100 {
+            let minute = if row > 50 { row - 1 } else { row };
+            text.push_str(&format!("{},1\n", t(minute)));
+        }
+        let p = write(dir.path(), "r.csv", &text);
+        let series = read_file(&p, "c").unwrap();
+        assert_eq!(series.notes[0].kind, NoteKind::RepeatedTimestamp);
+        // Minutes 60..=69 are rows 61..=70.
+        let windows = window_rows(
+            "c/r.csv",
+            &series,
+            &[[format!("{}.000000", t(60)), format!("{}.000000", t(69))]],
+        )
+        .unwrap();
+        assert_eq!(windows, vec![Window { start: 61, end: 70 }]);
+        let mut scores = vec![0.0; series.len()];
+        scores[50] = 0.9;
+        scores[51] = 0.9;
+        scores[61] = 0.9; // first row of the window: worth exactly A_TP
+        let c = Corpus::new([FileInput {
+            name: "c/r.csv",
+            scores: &scores,
+            windows: &windows,
+        }])
+        .unwrap();
+        let s = c.evaluate(&STANDARD, 0.9);
+        // +1 for the window, −0.11 for each copy of minute 50 (before any
+        // window ended).
+        assert!(
+            (s.raw_score - (1.0 - 0.22)).abs() < 1e-12,
+            "{}",
+            s.raw_score
+        );
+        assert_eq!(s.counts.false_positives, 2);
+        assert_eq!(s.files[0].windows[0].detected_at, Some(61));
+    }
+
     #[test]
     fn nab_listing_requires_labels_for_every_file() {
         let dir = tempfile::tempdir().unwrap();
