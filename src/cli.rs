@@ -17,7 +17,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Score the detection engine on history (see `argus backtest --help`).
+    /// Score the detection engine on history: a NAB corpus or CSV/Parquet files.
     Backtest(crate::backtest::BacktestArgs),
 }
 
