@@ -126,6 +126,11 @@ pub struct EngineConfig {
     /// the nightly cron job is learnt, not paged on.
     pub familiar_p: f64,
     pub combine: Combine,
+    /// "Not an anomaly" feedback makes a series this many decades of
+    /// probability harder to page on (see [`SeriesDetector::feedback`]) …
+    pub feedback_decades: f64,
+    /// … and the effect halves every this many points.
+    pub feedback_half_life: u32,
 }
 
 impl Default for EngineConfig {
@@ -144,6 +149,8 @@ impl Default for EngineConfig {
             disabled: Vec::new(),
             familiar_p: 1e-2,
             combine: Combine::Bonferroni,
+            feedback_decades: 1.0,
+            feedback_half_life: 8640,
         }
     }
 }
@@ -173,6 +180,14 @@ impl EngineConfig {
                 "{path}.familiar_p: must be in (0, 1], got {}",
                 self.familiar_p
             ));
+        }
+        if !(self.feedback_decades >= 0.0 && self.feedback_decades.is_finite()) {
+            p.push(format!(
+                "{path}.feedback_decades: must be a finite number ≥ 0"
+            ));
+        }
+        if self.feedback_half_life == 0 {
+            p.push(format!("{path}.feedback_half_life: must be at least 1"));
         }
         if self.recover_points == 0 {
             p.push(format!("{path}.recover_points: must be at least 1"));
@@ -297,6 +312,9 @@ pub struct SeriesDetector {
     changepoint: Changepoint,
     kmeans: KMeansModel,
     calib: [Calibrator; 5],
+    /// Decades of probability subtracted from this series' evidence
+    /// because users said its pages were not anomalies; decays.
+    desensitized: f32,
     hysteresis: Hysteresis,
 }
 
@@ -317,6 +335,7 @@ impl SeriesDetector {
             changepoint: Changepoint::new(&cfg.changepoint),
             kmeans: KMeansModel::new(&cfg.kmeans),
             calib: Default::default(),
+            desensitized: 0.0,
             hysteresis: Hysteresis::default(),
         }
     }
@@ -324,6 +343,26 @@ impl SeriesDetector {
     /// Points seen so far.
     pub fn points(&self) -> u64 {
         self.n
+    }
+
+    /// "Not an anomaly": this series' last page was wrong. Its evidence is
+    /// discounted by `feedback_decades` more (so its band widens by the
+    /// same amount), fading with `feedback_half_life`; repeated feedback
+    /// adds up. The models' baselines are untouched: the data was real,
+    /// only its importance is in question.
+    pub fn feedback(&mut self, cfg: &EngineConfig) {
+        self.desensitized += cfg.feedback_decades as f32;
+    }
+
+    /// Decades of evidence currently discounted by feedback.
+    pub fn desensitized(&self) -> f64 {
+        self.desensitized as f64
+    }
+
+    /// The verdict `value` would get now, without learning from it: what a
+    /// maintenance window shows while keeping the window out of training.
+    pub fn peek(&self, cfg: &EngineConfig, ts: i64, value: f64) -> Verdict {
+        self.clone().update(cfg, ts, value)
     }
 
     /// Still in warm-up.
@@ -428,6 +467,14 @@ impl SeriesDetector {
         if familiar {
             p = p.max(cfg.familiar_p);
         }
+        if self.desensitized > 0.0 {
+            p = (p * 10f64.powf(self.desensitized as f64)).min(1.0);
+            let half = cfg.feedback_half_life as f64;
+            self.desensitized *= 0.5f64.powf(1.0 / half) as f32;
+            if self.desensitized < 1e-3 {
+                self.desensitized = 0.0;
+            }
+        }
         let score = if learning { 0.0 } else { score_of(p) };
         let mut fired = 0u8;
         if !learning {
@@ -444,7 +491,7 @@ impl SeriesDetector {
         let basis = [2, 0, 1].into_iter().find(|&i| surprises[i].ready);
         let (expected, lower, upper) = match basis {
             Some(i) => {
-                let p_trigger = 10f64.powf(-10.0 * cfg.trigger) / m;
+                let p_trigger = 10f64.powf(-10.0 * cfg.trigger - self.desensitized as f64) / m;
                 let c = &self.calib[i];
                 let sc = surprises[i].scale;
                 let up = sc * c.z_at(&cfg.calibration, p_trigger, true);

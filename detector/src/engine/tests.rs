@@ -234,3 +234,56 @@ fn dbg_bytes() {
         std::mem::size_of::<SeriesDetector>()
     );
 }
+
+#[test]
+fn feedback_widens_the_band_and_silences_a_repeat() {
+    let cfg = EngineConfig::default();
+    let sc = scenario("spike", 4);
+    let ts = timestamps(sc.values.len());
+    let mut d = SeriesDetector::new(&cfg);
+    for i in 0..2000 {
+        d.update(&cfg, ts[i], sc.values[i]);
+    }
+    let before = d.peek(&cfg, ts[2000], 100.0);
+    // A spike that pages…
+    let spike = 112.0;
+    assert!(
+        d.peek(&cfg, ts[2000], spike).onset,
+        "spike should page before feedback"
+    );
+    // …is no longer paged after "not an anomaly" answers.
+    for _ in 0..4 {
+        d.feedback(&cfg);
+    }
+    let after = d.peek(&cfg, ts[2000], 100.0);
+    assert!(
+        after.upper - after.lower > before.upper - before.lower,
+        "band did not widen"
+    );
+    assert!(
+        !d.peek(&cfg, ts[2000], spike).onset,
+        "still pages after feedback"
+    );
+    // The discount fades.
+    let half = cfg.feedback_half_life as i64;
+    for i in 0..4 * half {
+        d.update(&cfg, ts[1999] + (i + 1) * 300, 100.0 + (i % 7) as f64 * 0.3);
+    }
+    assert!(d.desensitized() < 0.5, "{}", d.desensitized());
+}
+
+#[test]
+fn peek_does_not_learn() {
+    let cfg = EngineConfig::default();
+    let sc = scenario("noisy", 5);
+    let ts = timestamps(sc.values.len());
+    let mut d = SeriesDetector::new(&cfg);
+    for i in 0..1000 {
+        d.update(&cfg, ts[i], sc.values[i]);
+    }
+    let snapshot = d.clone();
+    for &t in &ts[1000..1100] {
+        d.peek(&cfg, t, 1e6);
+    }
+    assert_eq!(d, snapshot);
+}
