@@ -320,7 +320,8 @@ pub struct SeriesDetector {
 
 /// The score of a tail probability: `−log₁₀(p) / 10`, clamped to [0, 1].
 pub fn score_of(p: f64) -> f64 {
-    (-p.max(1e-300).log10() / 10.0).clamp(0.0, 1.0)
+    // −log₁₀(p)/10 = −ln(p) / (10 · ln 10)
+    (-p.max(1e-300).ln() * (1.0 / (10.0 * std::f64::consts::LN_10))).clamp(0.0, 1.0)
 }
 
 impl SeriesDetector {
@@ -478,8 +479,10 @@ impl SeriesDetector {
         let score = if learning { 0.0 } else { score_of(p) };
         let mut fired = 0u8;
         if !learning {
+            // score_of(p·m) ≥ trigger  ⇔  p·m ≤ 10^(−10·trigger)
+            let p_fire = (-10.0 * cfg.trigger * std::f64::consts::LN_10).exp();
             for (i, &p) in ps.iter().enumerate() {
-                if score_of(p * m) >= cfg.trigger {
+                if p * m <= p_fire {
                     fired |= ModelKind::ALL[i].bit();
                 }
             }
@@ -491,11 +494,15 @@ impl SeriesDetector {
         let basis = [2, 0, 1].into_iter().find(|&i| surprises[i].ready);
         let (expected, lower, upper) = match basis {
             Some(i) => {
-                let p_trigger = 10f64.powf(-10.0 * cfg.trigger - self.desensitized as f64) / m;
+                // ln(tail / p_trigger), p_trigger = 10^−(10·trigger + desensitized) / m
+                const LN_M: [f64; 6] = [0.0, 0.0, 0.693_147, 1.098_612, 1.386_294, 1.609_438];
+                let ln_ratio = cfg.calibration.tail.ln()
+                    + (10.0 * cfg.trigger + self.desensitized as f64) * std::f64::consts::LN_10
+                    + LN_M[voters.clamp(1, 5) as usize];
                 let c = &self.calib[i];
                 let sc = surprises[i].scale;
-                let up = sc * c.z_at(&cfg.calibration, p_trigger, true);
-                let down = sc * c.z_at(&cfg.calibration, p_trigger, false);
+                let up = sc * c.z_at_ln(&cfg.calibration, ln_ratio, true);
+                let down = sc * c.z_at_ln(&cfg.calibration, ln_ratio, false);
                 let e = surprises[i].expected;
                 (e, e - down, e + up)
             }

@@ -29,8 +29,10 @@
 //!   series learns its tails within a few hundred points, and settle at the
 //!   slow `rate` / `alpha_excess`, so an established one is not talked out
 //!   of its tails by one bad hour;
-//! - `p(z) = tail · exp(−(z − t)/e)` above `t`, and log-linear from 1 at
-//!   `z = 0` to `tail` at `t` below it.
+//! - `p(z) = tail · exp(−(z − t)/e)` above `t`, and linear from 1 at
+//!   `z = 0` to `tail` at `t` below it (below the threshold a point never
+//!   pages, so only monotony matters there, and this is one multiply
+//!   instead of a `pow` on the per-point path).
 //!
 //! A series that is routinely surprising raises `t` and `e` within a few
 //! hundred points and stops paging — no series stays stuck at "100 %
@@ -140,7 +142,7 @@ impl Tail {
         if u > t {
             cfg.tail * (-(u - t) / e).exp()
         } else if t > 0.0 {
-            cfg.tail.powf(u / t)
+            1.0 - (1.0 - cfg.tail) * (u / t)
         } else {
             1.0
         }
@@ -172,8 +174,10 @@ pub struct Calibrator {
     n: u32,
 }
 
+/// Side and `u = ln(1 + |z|)`, in f32: the tail fit needs three digits,
+/// and `log1pf` is markedly cheaper on the per-point path.
 fn side(z: f64) -> (bool, f64) {
-    (z >= 0.0, z.abs().ln_1p())
+    (z >= 0.0, (z.abs() as f32).ln_1p() as f64)
 }
 
 impl Calibrator {
@@ -189,11 +193,19 @@ impl Calibrator {
     }
 
     /// The (non-negative) surprise on side `up` whose tail probability is
-    /// `p`: how far out the band must reach on that side.
-    pub fn z_at(&self, cfg: &CalibrationConfig, p: f64, up: bool) -> f64 {
+    /// `exp(ln_p)`: how far out the band must reach on that side. Takes the
+    /// logarithm so the per-point path needs no `pow`.
+    /// `ln_ratio` is `ln(tail / p)`, precomputed by the caller once per
+    /// point for both sides.
+    pub fn z_at_ln(&self, cfg: &CalibrationConfig, ln_ratio: f64, up: bool) -> f64 {
         let tail = if up { &self.up } else { &self.down };
         let e = (tail.e as f64).max(cfg.min_excess);
-        (tail.t as f64 + e * (cfg.tail / p).ln().max(0.0)).exp_m1()
+        (tail.t as f64 + e * ln_ratio.max(0.0)).exp_m1()
+    }
+
+    /// The surprise on side `up` whose tail probability is `p`.
+    pub fn z_at(&self, cfg: &CalibrationConfig, p: f64, up: bool) -> f64 {
+        self.z_at_ln(cfg, (cfg.tail / p).ln(), up)
     }
 
     /// Calibrated tail probability of the signed surprise `z`, then learns

@@ -58,7 +58,7 @@ impl Default for KMeansConfig {
     fn default() -> Self {
         KMeansConfig {
             k: 2,
-            retrain_every: 256,
+            retrain_every: 512,
             min_train: 128,
             max_iterations: 20,
         }

@@ -376,7 +376,9 @@ impl Model for Seasonal {
         if self.day.seen[db] > 0 {
             let step = (ts - self.last_ts).clamp(1, DAY) as f64;
             let width = (DAY / cfg.day_bins as i64) as f64;
-            let decay = PEAK_DAILY_DECAY.powf(step / width) as f32;
+            // First order in step/width (a visit is a fraction of a day);
+            // no `pow` on the per-point path.
+            let decay = (1.0 - (1.0 - PEAK_DAILY_DECAY) * step / width).max(0.5) as f32;
             let up = &mut self.day.peak_up[db];
             *up = (*up * decay).max(rd.max(0.0) as f32);
             let down = &mut self.day.peak_down[db];
