@@ -42,6 +42,7 @@ use crate::model::{
     kmeans::{KMeansConfig, KMeansModel},
     robust::{Robust, RobustConfig},
     seasonal::{Seasonal, SeasonalConfig},
+    volatility::{Volatility, VolatilityConfig},
 };
 
 pub mod calibrate;
@@ -57,15 +58,20 @@ pub enum ModelKind {
     Seasonal,
     Changepoint,
     Kmeans,
+    Volatility,
 }
 
+/// Number of models in the ensemble.
+pub const MODELS: usize = 6;
+
 impl ModelKind {
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; MODELS] = [
         ModelKind::Robust,
         ModelKind::Ewma,
         ModelKind::Seasonal,
         ModelKind::Changepoint,
         ModelKind::Kmeans,
+        ModelKind::Volatility,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +81,7 @@ impl ModelKind {
             ModelKind::Seasonal => "seasonal",
             ModelKind::Changepoint => "changepoint",
             ModelKind::Kmeans => "kmeans",
+            ModelKind::Volatility => "volatility",
         }
     }
 
@@ -119,6 +126,7 @@ pub struct EngineConfig {
     pub seasonal: SeasonalConfig,
     pub changepoint: ChangepointConfig,
     pub kmeans: KMeansConfig,
+    pub volatility: VolatilityConfig,
     /// Models switched off (e.g. `[kmeans]`).
     pub disabled: Vec<ModelKind>,
     /// A value whose excursion recurs at this time of day (see
@@ -146,6 +154,7 @@ impl Default for EngineConfig {
             seasonal: SeasonalConfig::default(),
             changepoint: ChangepointConfig::default(),
             kmeans: KMeansConfig::default(),
+            volatility: VolatilityConfig::default(),
             disabled: Vec::new(),
             familiar_p: 1e-2,
             combine: Combine::Bonferroni,
@@ -205,6 +214,7 @@ impl EngineConfig {
         p.extend(self.seasonal.problems(&format!("{path}.seasonal")));
         p.extend(self.changepoint.problems(&format!("{path}.changepoint")));
         p.extend(self.kmeans.problems(&format!("{path}.kmeans")));
+        p.extend(self.volatility.problems(&format!("{path}.volatility")));
         p
     }
 
@@ -311,7 +321,8 @@ pub struct SeriesDetector {
     seasonal: Seasonal,
     changepoint: Changepoint,
     kmeans: KMeansModel,
-    calib: [Calibrator; 5],
+    volatility: Volatility,
+    calib: [Calibrator; MODELS],
     /// Decades of probability subtracted from this series' evidence
     /// because users said its pages were not anomalies; decays.
     desensitized: f32,
@@ -335,7 +346,15 @@ impl SeriesDetector {
             seasonal: Seasonal::new(&cfg.seasonal),
             changepoint: Changepoint::new(&cfg.changepoint),
             kmeans: KMeansModel::new(&cfg.kmeans),
-            calib: Default::default(),
+            volatility: Volatility::new(&cfg.volatility),
+            calib: [
+                Calibrator::with_prior(Robust::NULL_TAIL),
+                Calibrator::with_prior(Ewma::NULL_TAIL),
+                Calibrator::with_prior(Seasonal::NULL_TAIL),
+                Calibrator::with_prior(Changepoint::NULL_TAIL),
+                Calibrator::with_prior(KMeansModel::NULL_TAIL),
+                Calibrator::with_prior(Volatility::NULL_TAIL),
+            ],
             desensitized: 0.0,
             hysteresis: Hysteresis::default(),
         }
@@ -384,7 +403,7 @@ impl SeriesDetector {
         cfg: &EngineConfig,
         ts: i64,
         value: f64,
-    ) -> (Verdict, [ModelScore; 5]) {
+    ) -> (Verdict, [ModelScore; MODELS]) {
         if !value.is_finite() {
             let v = Verdict {
                 learning: self.learning(cfg),
@@ -393,7 +412,7 @@ impl SeriesDetector {
                 upper: f64::NAN,
                 ..Verdict::default()
             };
-            return (v, [ModelScore::default(); 5]);
+            return (v, [ModelScore::default(); MODELS]);
         }
         self.n += 1;
         let on = |m: ModelKind| cfg.enabled(m);
@@ -435,6 +454,7 @@ impl SeriesDetector {
                 ModelKind::Ewma => self.ewma.observe(&cfg.ewma, &obs),
                 ModelKind::Changepoint => self.changepoint.observe(&cfg.changepoint, &obs),
                 ModelKind::Kmeans => self.kmeans.observe(&cfg.kmeans, &obs),
+                ModelKind::Volatility => self.volatility.observe(&cfg.volatility, &obs),
                 ModelKind::Seasonal => unreachable!("observed above"),
             };
             Surprise {
@@ -442,18 +462,19 @@ impl SeriesDetector {
                 ..s
             }
         };
-        let surprises: [Surprise; 5] = [
+        let surprises: [Surprise; MODELS] = [
             others(ModelKind::Robust),
             others(ModelKind::Ewma),
             seasonal,
             others(ModelKind::Changepoint),
             others(ModelKind::Kmeans),
+            others(ModelKind::Volatility),
         ];
         self.history.push(value - adj);
         self.floor.learn(value - adj);
 
         let learning = self.learning(cfg);
-        let mut ps = [1.0f64; 5];
+        let mut ps = [1.0f64; MODELS];
         let mut voters = 0u32;
         for (i, s) in surprises.iter().enumerate() {
             if s.ready
@@ -495,10 +516,12 @@ impl SeriesDetector {
         let (expected, lower, upper) = match basis {
             Some(i) => {
                 // ln(tail / p_trigger), p_trigger = 10^−(10·trigger + desensitized) / m
-                const LN_M: [f64; 6] = [0.0, 0.0, 0.693_147, 1.098_612, 1.386_294, 1.609_438];
+                const LN_M: [f64; 7] = [
+                    0.0, 0.0, 0.693_147, 1.098_612, 1.386_294, 1.609_438, 1.791_759,
+                ];
                 let ln_ratio = cfg.calibration.tail.ln()
                     + (10.0 * cfg.trigger + self.desensitized as f64) * std::f64::consts::LN_10
-                    + LN_M[voters.clamp(1, 5) as usize];
+                    + LN_M[voters.clamp(1, MODELS as u32) as usize];
                 let c = &self.calib[i];
                 let sc = surprises[i].scale;
                 let up = sc * c.z_at_ln(&cfg.calibration, ln_ratio, true);
@@ -554,14 +577,14 @@ impl SeriesDetector {
 }
 
 /// Combines the voting models' probabilities (non-voters hold p = 1).
-fn combine(how: Combine, ps: &[f64; 5], voters: u32) -> f64 {
+fn combine(how: Combine, ps: &[f64; MODELS], voters: u32) -> f64 {
     let m = voters.max(1) as f64;
     match how {
         Combine::Bonferroni => (ps.iter().copied().fold(1.0, f64::min) * m).min(1.0),
         Combine::Harmonic => {
             // Non-voters contribute 1/1 each; remove them.
-            let inv: f64 =
-                ps.iter().map(|p| 1.0 / p.max(1e-300)).sum::<f64>() - (5 - voters) as f64;
+            let inv: f64 = ps.iter().map(|p| 1.0 / p.max(1e-300)).sum::<f64>()
+                - (MODELS as u32 - voters) as f64;
             (m / inv.max(1e-300)).min(1.0)
         }
         Combine::Agreement => {

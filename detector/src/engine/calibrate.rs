@@ -109,7 +109,8 @@ impl CalibrationConfig {
 }
 
 /// Gaussian priors for `tail` = 2 %: the 98th percentile of ln(1 + Z⁺) and
-/// its mean excess beyond it (one side of a standard normal).
+/// its mean excess beyond it (one side of a standard normal). Models
+/// supply their own ([`crate::model::Model::NULL_TAIL`]).
 const PRIOR_T: f32 = 1.116;
 const PRIOR_E: f32 = 0.109;
 
@@ -172,6 +173,22 @@ pub struct Calibrator {
     up: Tail,
     down: Tail,
     n: u32,
+}
+
+impl Calibrator {
+    /// A calibrator starting from the given null tail `(t, e)` on both sides.
+    pub fn with_prior((t, e): (f32, f32)) -> Self {
+        let tail = Tail {
+            t,
+            e,
+            exceedances: 0,
+        };
+        Calibrator {
+            up: tail.clone(),
+            down: tail,
+            n: 0,
+        }
+    }
 }
 
 /// Side and `u = ln(1 + |z|)`, in f32: the tail fit needs three digits,

@@ -89,6 +89,7 @@ fn track(run: &mut (f64, u32), sum: f32, x: f64) {
 
 impl Model for Changepoint {
     type Config = ChangepointConfig;
+    const NULL_TAIL: (f32, f32) = (1.460, 0.195);
 
     fn new(_cfg: &ChangepointConfig) -> Self {
         Changepoint::default()

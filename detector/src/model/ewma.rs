@@ -67,6 +67,7 @@ impl Ewma {
 
 impl Model for Ewma {
     type Config = EwmaConfig;
+    const NULL_TAIL: (f32, f32) = (1.127, 0.114);
 
     fn new(_cfg: &EwmaConfig) -> Self {
         Ewma::default()

@@ -186,6 +186,7 @@ impl KMeansModel {
 
 impl Model for KMeansModel {
     type Config = KMeansConfig;
+    const NULL_TAIL: (f32, f32) = (1.195, 0.070);
 
     fn new(_cfg: &KMeansConfig) -> Self {
         KMeansModel::default()

@@ -116,6 +116,7 @@ impl Robust {
 
 impl Model for Robust {
     type Config = RobustConfig;
+    const NULL_TAIL: (f32, f32) = (1.163, 0.127);
 
     fn new(_cfg: &RobustConfig) -> Self {
         Robust::default()

@@ -269,6 +269,7 @@ impl Seasonal {
 
 impl Model for Seasonal {
     type Config = SeasonalConfig;
+    const NULL_TAIL: (f32, f32) = (1.102, 0.122);
 
     fn new(cfg: &SeasonalConfig) -> Self {
         Seasonal {
