@@ -32,7 +32,7 @@ fn series(n: usize, seed: u64) -> Vec<(i64, f64)> {
             let u = (x >> 11) as f64 / (1u64 << 53) as f64;
             let t = T0 + i as i64 * 10;
             let day = (t % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU;
-            let spike = if x % 997 == 0 { 40.0 } else { 0.0 };
+            let spike = if x.is_multiple_of(997) { 40.0 } else { 0.0 };
             (t, 100.0 + 20.0 * day.sin() + 4.0 * (u - 0.5) + spike)
         })
         .collect()
@@ -64,8 +64,8 @@ fn bench(c: &mut Criterion) {
     let mut dets: Vec<SeriesDetector> = (0..1000).map(|_| SeriesDetector::new(&cfg)).collect();
     let t = Instant::now();
     for step in 0..400 {
-        for (s, d) in dets.iter_mut().enumerate() {
-            let (ts, v) = fleet[s][step];
+        for (series, d) in fleet.iter().zip(dets.iter_mut()) {
+            let (ts, v) = series[step];
             black_box(d.update(&cfg, ts, v));
         }
     }

@@ -439,11 +439,19 @@ impl SeriesDetector {
         } else {
             Surprise::NOT_READY
         };
+        // The deseasonalised value carries the decomposition's own error:
+        // no model may judge it more finely than the seasonal residual σ.
+        let floor = if adj != 0.0 && seasonal.ready {
+            let w = self.seasonal.decomposition_weight(ts);
+            self.floor.floor().max(w * seasonal.scale)
+        } else {
+            self.floor.floor()
+        };
         let obs = Observation {
             ts,
             value: value - adj,
             history: &self.history,
-            floor: self.floor.floor(),
+            floor,
         };
         let mut others = |m: ModelKind| -> Surprise {
             if !on(m) {
@@ -516,9 +524,10 @@ impl SeriesDetector {
         let (expected, lower, upper) = match basis {
             Some(i) => {
                 // ln(tail / p_trigger), p_trigger = 10^−(10·trigger + desensitized) / m
-                const LN_M: [f64; 7] = [
-                    0.0, 0.0, 0.693_147, 1.098_612, 1.386_294, 1.609_438, 1.791_759,
-                ];
+                const LN_2: f64 = std::f64::consts::LN_2;
+                const LN_3: f64 = 1.098_612_288_668_11;
+                const LN_5: f64 = 1.609_437_912_434_1;
+                const LN_M: [f64; 7] = [0.0, 0.0, LN_2, LN_3, 2.0 * LN_2, LN_5, LN_2 + LN_3];
                 let ln_ratio = cfg.calibration.tail.ln()
                     + (10.0 * cfg.trigger + self.desensitized as f64) * std::f64::consts::LN_10
                     + LN_M[voters.clamp(1, MODELS as u32) as usize];

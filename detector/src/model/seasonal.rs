@@ -212,24 +212,37 @@ impl Seasonal {
     /// series or before a day was seen), from what was learnt so far: call
     /// it *before* [`Model::observe`] on the same point.
     pub fn adjustment(&self, cfg: &SeasonalConfig, ts: i64) -> f64 {
-        let age = self.first_ts.map_or(0, |f| ts - f);
-        if age <= DAY {
-            return 0.0;
-        }
-        let w = ((self.strength() - STRENGTH_FROM) / STRENGTH_RAMP).clamp(0.0, 1.0);
+        let w = self.decomposition_weight(ts);
         if w == 0.0 {
             return 0.0;
         }
         let offset = if self.use_week(ts) {
-            self.week.as_ref().map_or(0.0, |c| c.offset[week_bin(ts)])
+            self.week
+                .as_ref()
+                .map_or(0.0, |c| c.offset[week_bin(ts)] as f64)
         } else {
             if self.day.seen[day_bin(cfg, ts)] == 0 {
                 return 0.0;
             }
-            self.day.offset[day_bin(cfg, ts)]
+            self.day_offset(cfg, ts)
         };
-        w * offset as f64
+        w * offset
     }
+    /// The daily profile at `ts`: the offset of its bin.
+    fn day_offset(&self, cfg: &SeasonalConfig, ts: i64) -> f64 {
+        self.day.offset[day_bin(cfg, ts)] as f64
+    }
+
+    /// How much of the cycle [`adjustment`](Self::adjustment) removes, in
+    /// [0, 1]: 0 before a day was seen or for a weak cycle.
+    pub fn decomposition_weight(&self, ts: i64) -> f64 {
+        let age = self.first_ts.map_or(0, |f| ts - f);
+        if age <= DAY {
+            return 0.0;
+        }
+        ((self.strength() - STRENGTH_FROM) / STRENGTH_RAMP).clamp(0.0, 1.0)
+    }
+
     /// σ at daily bin `bin`. A bin sees only a few points a day, so its own
     /// spread is a noisy estimate: shrink it halfway towards the series'
     /// overall spread.
@@ -250,7 +263,7 @@ impl Seasonal {
         if self.day.seen[b] == 0 {
             return false;
         }
-        let r = value - (self.level + self.day.offset[b] as f64);
+        let r = value - (self.level + self.day_offset(cfg, ts));
         let n = cfg.day_bins;
         let peaks = if r >= 0.0 {
             &self.day.peak_up
@@ -290,7 +303,7 @@ impl Model for Seasonal {
         let wb = week_bin(ts);
 
         // Predictions from each cycle that has an opinion.
-        let day_pred = self.level + self.day.offset[db] as f64;
+        let day_pred = self.level + self.day_offset(cfg, ts);
         let day_ready = age > DAY && self.day.seen[db] > 0;
         let week_ready = self
             .week

@@ -71,7 +71,7 @@ pub struct Volatility {
 
 impl Model for Volatility {
     type Config = VolatilityConfig;
-    const NULL_TAIL: (f32, f32) = (1.0, 0.1);
+    const NULL_TAIL: (f32, f32) = (0.455, 0.059);
 
     fn new(_cfg: &VolatilityConfig) -> Self {
         Volatility::default()
@@ -112,7 +112,7 @@ impl Model for Volatility {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::synth::{max_z, run_model, scenario};
+    use crate::model::synth::{run_model, scenario};
 
     fn run(values: &[f64]) -> Vec<Surprise> {
         run_model::<Volatility>(&VolatilityConfig::default(), None, values)
@@ -120,16 +120,18 @@ mod tests {
 
     #[test]
     fn scenarios() {
-        // (scenario, onset must exceed z; 0 = not this model's job)
+        // (scenario, onset must exceed z; 0 = not this model's job). On
+        // Gaussian noise this statistic's 98th percentile is z ≈ 0.58 (see
+        // NULL_TAIL), so 1.5 is a ~10⁻⁷ event once calibrated.
         let table: &[(&str, f64)] = &[
-            ("variance_change", 4.0),
+            ("variance_change", 1.5),
             ("noisy", 0.0),
             ("level_shift", 0.0),
         ];
         for &(name, min_z) in table {
             let sc = scenario(name, 51);
             let s = run(&sc.values);
-            sc.assert_quiet(&s, 200, 4.0);
+            sc.assert_quiet(&s, 200, 1.5);
             if min_z > 0.0 {
                 sc.assert_hot(&s, 30, min_z);
             }
@@ -146,15 +148,21 @@ mod tests {
             })
             .collect();
         let s = run(&v);
-        let calm = max_z(&s, 500..2000);
-        let dense = max_z(&s, 2000..2100);
-        assert!(dense > calm + 2.0, "dense {dense:.2} vs calm {calm:.2}");
+        // Each burst alone moves the short mean; what stands out is that
+        // it stays up while bursts are dense.
+        let mean = |r: std::ops::Range<usize>| {
+            let n = r.len() as f64;
+            s[r].iter().map(|s| s.z).sum::<f64>() / n
+        };
+        let calm = mean(500..2000);
+        let dense = mean(2050..2200);
+        assert!(dense > calm + 1.5, "dense {dense:.2} vs calm {calm:.2}");
         // A jittery series that goes flat: negative surprise.
         let mut rng = crate::model::synth::Rng::new(1);
         let v: Vec<f64> = (0..2000)
             .map(|i| if i < 1500 { rng.normal() } else { 0.0 })
             .collect();
         let s = run(&v);
-        assert!(s[1560].z < -3.0, "{}", s[1560].z);
+        assert!(s[1560].z < -2.0, "{}", s[1560].z);
     }
 }
