@@ -38,7 +38,7 @@ pub struct ChangepointConfig {
 impl Default for ChangepointConfig {
     fn default() -> Self {
         ChangepointConfig {
-            k: 0.5,
+            k: 0.75,
             h: 20.0,
             alpha: 0.005,
             clip: 4.0,
@@ -189,10 +189,11 @@ mod tests {
 
     #[test]
     fn small_shift_invisible_pointwise_is_caught() {
-        // A 1σ shift: no single point stands out, the sum does.
+        // A 1.5σ shift (the default allowance k = 0.75 targets shifts of
+        // about 2k): no single point stands out, the sum does.
         let mut rng = Rng::new(4);
         let v: Vec<f64> = (0..1500)
-            .map(|i| 50.0 + rng.normal() + if i >= 1000 { 1.0 } else { 0.0 })
+            .map(|i| 50.0 + rng.normal() + if i >= 1000 { 1.5 } else { 0.0 })
             .collect();
         let s = run(&v);
         let quiet = max_z(&s, 100..1000);
