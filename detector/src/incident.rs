@@ -205,8 +205,9 @@ impl Explain {
     }
 }
 
-/// Trace ids kept per member and per incident.
-pub const MEMBER_TRACES: usize = 5;
+/// Trace ids kept per member (peak, newest point) and per incident.
+pub const MEMBER_TRACES: usize = 3;
+pub const RECENT_TRACES: usize = 2;
 pub const INCIDENT_TRACES: usize = 10;
 /// Log templates named per incident.
 pub const INCIDENT_TEMPLATES: usize = 10;
@@ -230,8 +231,11 @@ pub struct Member {
     pub last: Explain,
     /// Models that fired on any of its anomalous points.
     pub models: Vec<ModelKind>,
-    /// Exemplar trace ids of its most anomalous points, hex.
+    /// Exemplar trace ids of its most anomalous point (the peak), hex.
     pub trace_ids: Vec<String>,
+    /// Exemplar trace ids of its newest anomalous point: what logs being
+    /// written now refer to.
+    pub recent_trace_ids: Vec<String>,
     /// Log templates behind its points (log series), hex ids.
     pub template_ids: Vec<String>,
 }
@@ -314,7 +318,7 @@ impl Incident {
     pub fn trace_ids(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for m in self.top_members() {
-            for t in &m.trace_ids {
+            for t in m.trace_ids.iter().chain(&m.recent_trace_ids) {
                 if out.len() < INCIDENT_TRACES && !out.contains(t) {
                     out.push(t.clone());
                 }
@@ -508,7 +512,12 @@ impl Incidents {
         }
         if v.score > m.peak.score {
             m.peak = m.last;
-            merge_traces(&mut m.trace_ids, &p.exemplars);
+            if !p.exemplars.is_empty() {
+                m.trace_ids = traces(&p.exemplars, MEMBER_TRACES);
+            }
+        }
+        if !p.exemplars.is_empty() {
+            m.recent_trace_ids = traces(&p.exemplars, RECENT_TRACES);
         }
         let max = inc.max_score();
         let mut changed = false;
@@ -553,12 +562,8 @@ impl Incidents {
             peak: Explain::of(p, v),
             last: Explain::of(p, v),
             models: v.fired_models().collect(),
-            trace_ids: p
-                .exemplars
-                .iter()
-                .take(MEMBER_TRACES)
-                .map(hex::encode)
-                .collect(),
+            trace_ids: traces(&p.exemplars, MEMBER_TRACES),
+            recent_trace_ids: traces(&p.exemplars, RECENT_TRACES),
             template_ids: p.templates.iter().map(|t| t.to_string()).collect(),
         };
         if let Some(&seq) = self.by_entity.get(&ekey) {
@@ -575,10 +580,15 @@ impl Incidents {
                 m.active = true;
                 m.recovered_at = None;
                 m.last = Explain::of(p, v);
+                if v.score > m.peak.score && !p.exemplars.is_empty() {
+                    m.trace_ids = traces(&p.exemplars, MEMBER_TRACES);
+                }
                 if v.score > m.peak.score {
                     m.peak = m.last;
                 }
-                merge_traces(&mut m.trace_ids, &p.exemplars);
+                if !p.exemplars.is_empty() {
+                    m.recent_trace_ids = traces(&p.exemplars, RECENT_TRACES);
+                }
             } else if inc.members.len() < max_members {
                 inc.members.push(member());
             } else {
@@ -793,15 +803,8 @@ impl Incidents {
     }
 }
 
-fn merge_traces(into: &mut Vec<String>, from: &[TraceId]) {
-    let fresh: Vec<String> = from.iter().map(hex::encode).collect();
-    let mut out: Vec<String> = Vec::with_capacity(MEMBER_TRACES);
-    for t in fresh.into_iter().chain(into.drain(..)) {
-        if out.len() < MEMBER_TRACES && !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    *into = out;
+fn traces(from: &[TraceId], n: usize) -> Vec<String> {
+    from.iter().take(n).map(hex::encode).collect()
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ use crate::snapshot::{self, Encoder, Meta, SeriesOut, SnapshotError, Writer, eng
 
 /// Points scored per lock acquisition.
 pub const SCORE_CHUNK: usize = 2048;
+/// Open incidents whose log templates are re-examined per pass.
+const TEMPLATE_REFRESH: usize = 16;
 /// Series encoded per lock acquisition while snapshotting.
 const SNAPSHOT_CHUNK: usize = 4096;
 
@@ -155,6 +157,7 @@ impl Shared {
         let (outbox, rows, learning, open, windows) = {
             let mut core = self.core.lock();
             core.housekeeping(now);
+            core.refresh_templates(TEMPLATE_REFRESH);
             let outbox = core.outbox();
             let (rows, learning) = core.output_rows(self.cfg.outputs.max_series);
             let open: HashSet<String> =

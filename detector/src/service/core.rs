@@ -77,6 +77,8 @@ pub struct Core {
     pub event_clock: i64,
     alerting: AlertingConfig,
     links: Links,
+    /// Round-robin position of the template refresh.
+    template_cursor: u64,
 }
 
 impl Core {
@@ -100,6 +102,7 @@ impl Core {
             event_clock: 0,
             alerting,
             links,
+            template_cursor: 0,
         }
     }
 
@@ -216,6 +219,31 @@ impl Core {
         }
         self.incidents.tick(now);
         self.maintenance.prune(now);
+    }
+
+    /// Recomputes the log templates of up to `budget` open incidents
+    /// (round robin): logs arrive after the spans they explain, so an
+    /// incident's templates are refreshed while it is open, not only when
+    /// it changes. A changed set re-sends the alert.
+    pub fn refresh_templates(&mut self, budget: usize) {
+        let mut seqs: Vec<u64> = self.incidents.open().iter().map(|i| i.seq).collect();
+        if seqs.is_empty() {
+            return;
+        }
+        seqs.sort_unstable();
+        let start = seqs.partition_point(|&s| s <= self.template_cursor);
+        let n = budget.min(seqs.len());
+        for k in 0..n {
+            let seq = seqs[(start + k) % seqs.len()];
+            self.template_cursor = seq;
+            let Some(inc) = self.incidents.get(seq) else {
+                continue;
+            };
+            let t = self.templates_for(inc);
+            if self.incidents.set_templates(seq, t) {
+                self.incidents.mark_changed(seq);
+            }
+        }
     }
 
     /// Turns incident events into alerts and remediation work.
