@@ -70,7 +70,9 @@ pub fn run_command(cmd: DetectorCommand) -> ExitCode {
                     if e.0.len() == 1 { "" } else { "s" }
                 );
                 for p in &e.0 {
-                    println!("  {p}");
+                    // One problem, one line (regex errors span several).
+                    let flat: Vec<&str> = p.split_whitespace().collect();
+                    println!("  {}", flat.join(" "));
                 }
                 ExitCode::from(1)
             }

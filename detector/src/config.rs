@@ -292,7 +292,13 @@ impl DetectorConfig {
                 self.scoring.step, self.ingest.step
             ));
         }
-        p.extend(self.ingest.problems("ingest"));
+        // The step is validated once, under scoring.step.
+        p.extend(
+            self.ingest
+                .problems("ingest")
+                .into_iter()
+                .filter(|m| !(self.ingest.step == self.scoring.step && m.starts_with("ingest.step:"))),
+        );
         p.extend(self.engine.problems("engine"));
         p.extend(self.scoring.problems("scoring"));
         p.extend(self.incidents.problems("incidents"));
