@@ -294,10 +294,9 @@ impl DetectorConfig {
         }
         // The step is validated once, under scoring.step.
         p.extend(
-            self.ingest
-                .problems("ingest")
-                .into_iter()
-                .filter(|m| !(self.ingest.step == self.scoring.step && m.starts_with("ingest.step:"))),
+            self.ingest.problems("ingest").into_iter().filter(|m| {
+                !(self.ingest.step == self.scoring.step && m.starts_with("ingest.step:"))
+            }),
         );
         p.extend(self.engine.problems("engine"));
         p.extend(self.scoring.problems("scoring"));

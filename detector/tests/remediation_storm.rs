@@ -113,7 +113,10 @@ fn check_audit(s: &Storm, acted: &str) -> usize {
         .map(|l| l["incident_id"].as_str().unwrap())
         .collect();
     for id in &s.incidents {
-        assert!(matched.contains(id.as_str()), "incident {id} has no audit line: {tally:?}");
+        assert!(
+            matched.contains(id.as_str()),
+            "incident {id} has no audit line: {tally:?}"
+        );
     }
     let m = tally["matched"];
     assert!(m >= SERVICES, "{tally:?}");
@@ -127,16 +130,36 @@ async fn a_storm_of_1000_incidents_triggers_only_what_the_breaker_allows() {
     let s = storm(false).await;
     check_audit(&s, "sent");
     let reqs = s.receiver.requests();
-    assert_eq!(reqs.len(), BREAKER, "exactly the breaker's worth of webhooks");
+    assert_eq!(
+        reqs.len(),
+        BREAKER,
+        "exactly the breaker's worth of webhooks"
+    );
     for r in &reqs {
-        assert!(r.verdict.is_ok(), "signature verified by the example receiver: {:?}", r.verdict);
+        assert!(
+            r.verdict.is_ok(),
+            "signature verified by the example receiver: {:?}",
+            r.verdict
+        );
         let body = r.json();
         assert_eq!(body["type"], "argus.remediation.v1");
-        assert!(s.incidents.contains(body["incident_id"].as_str().unwrap()), "{body}");
+        assert!(
+            s.incidents.contains(body["incident_id"].as_str().unwrap()),
+            "{body}"
+        );
         assert_eq!(body["labels"]["alertname"], "ArgusAnomaly");
-        assert!(body["annotations"]["summary"].as_str().unwrap().contains("queue.depth"), "{body}");
+        assert!(
+            body["annotations"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("queue.depth"),
+            "{body}"
+        );
     }
-    let targets: BTreeSet<String> = reqs.iter().map(|r| r.json()["target"].as_str().unwrap().to_string()).collect();
+    let targets: BTreeSet<String> = reqs
+        .iter()
+        .map(|r| r.json()["target"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(targets.len(), BREAKER, "one action per target");
 }
 

@@ -12,7 +12,10 @@ fn validate(file: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
         c.env(k, v);
     }
     let out = c.output().unwrap();
-    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
 }
 
 #[test]
@@ -57,10 +60,25 @@ engine: { recover: 0.9 }
         "ops.listen: same address as receiver.http.endpoint",
         "engine.recover:",
     ] {
-        assert!(out.lines().any(|l| l.trim_start().starts_with(path)), "{path} missing:\n{out}");
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(path)),
+            "{path} missing:\n{out}"
+        );
     }
-    let n: usize = out.lines().next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert_eq!(n, out.lines().count() - 1, "the count matches the list:\n{out}");
+    let n: usize = out
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        n,
+        out.lines().count() - 1,
+        "the count matches the list:\n{out}"
+    );
 }
 
 #[test]
@@ -73,7 +91,10 @@ fn good_files_and_env_overrides() {
     )
     .unwrap();
     let (code, out) = validate(&good, &[]);
-    assert_eq!((code, out.trim()), (0, format!("{}: ok", good.display()).as_str()));
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("{}: ok", good.display()).as_str())
+    );
     let (code, out) = validate(&good, &[("ARGUS_DETECTOR__SCORING__CLOCK", "sundial")]);
     assert_eq!(code, 1);
     assert!(out.contains("sundial"), "{out}");
