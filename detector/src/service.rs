@@ -393,6 +393,8 @@ pub struct Running {
     receiver: JoinHandle<Result<(), ReceiverError>>,
     scoring: JoinHandle<()>,
     snapshots: Option<JoinHandle<()>>,
+    /// Re-reads the API token file (a mounted Secret changes in place).
+    reloader: Option<JoinHandle<()>>,
     notifier: Option<(JoinHandle<()>, Shutdown)>,
     ops: JoinHandle<Result<(), OpsError>>,
 }
@@ -568,6 +570,28 @@ pub async fn start_with_clock(
             }
         })
     });
+    let reloader = cfg
+        .api
+        .auth
+        .as_ref()
+        .filter(|a| a.token_file.is_some())
+        .map(|a| {
+            let s = shared.clone();
+            let stop = shutdown.clone();
+            let every = a.token_reload_interval;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {
+                            if let Some(Err(e)) = s.api_auth.as_ref().map(|a| a.reload()) {
+                                tracing::warn!(error = %e, "api.auth: token file unreadable; keeping the previous tokens");
+                            }
+                        }
+                        _ = stop.wait() => break,
+                    }
+                }
+            })
+        });
     let notifier = notifier_task.map(|t| {
         let stop = Shutdown::new();
         let grace = cfg.alerting.shutdown_grace;
@@ -593,6 +617,7 @@ pub async fn start_with_clock(
         receiver,
         scoring,
         snapshots,
+        reloader,
         notifier,
         ops: ops_task,
     })
@@ -704,6 +729,9 @@ impl Running {
         }
         let _ = self.scoring.await;
         if let Some(h) = self.snapshots {
+            let _ = h.await;
+        }
+        if let Some(h) = self.reloader {
             let _ = h.await;
         }
         // Score what closed while the receivers drained, then persist.

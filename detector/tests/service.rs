@@ -609,3 +609,56 @@ fn urlenc(s: &str) -> String {
         })
         .collect()
 }
+
+/// The wall clock (the default): live data is scored within a few steps of
+/// its timestamps, with nothing but time passing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_scores_live_data_within_a_few_steps() {
+    let yaml = r#"
+receiver:
+  grpc: { endpoint: "127.0.0.1:0" }
+  http: { endpoint: "127.0.0.1:0" }
+scoring: { step: 1s }
+ops: { listen: "127.0.0.1:0" }
+"#;
+    let cfg = DetectorConfig::from_yaml_with_env(yaml, std::iter::empty()).unwrap();
+    let shutdown = Shutdown::new();
+    let running = argus_detector::service::start(cfg, shutdown.clone())
+        .await
+        .unwrap();
+    let api = format!("http://{}", running.ops_addr);
+    let otlp = kit::Otlp::new(format!("http://{}", running.grpc_addr.unwrap()), None);
+    let sel = urlenc(r#"span.requests{service="live"}"#);
+    let started = std::time::Instant::now();
+    let s = loop {
+        otlp.traces(kit::spans(
+            "live",
+            "prod",
+            "GET /",
+            kit::now_secs(),
+            5,
+            10.0,
+            1,
+        ))
+        .await
+        .unwrap();
+        let v = kit::get_json(&format!("{api}/api/v1/series?match={sel}")).await;
+        if v["series"][0]["points_seen"].as_u64().unwrap_or(0) >= 3 {
+            break v["series"][0].clone();
+        }
+        assert!(started.elapsed().as_secs() < 15, "no live scoring: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // Steps close at end + grace (1 s + 1 s): the newest scored step is
+    // only a few seconds old.
+    let newest = s["last"]["ts"].as_i64().unwrap();
+    assert!(
+        kit::now_secs() - newest <= 5,
+        "scored step {newest} too old"
+    );
+    let metrics = kit::get_text(&format!("{api}/metrics")).await;
+    let lag = kit::sample(&metrics, "argus_detector_scoring_lag_seconds ").unwrap();
+    assert!((0.0..=5.0).contains(&lag), "lag {lag}");
+    shutdown.trigger();
+    running.wait().await.unwrap();
+}
