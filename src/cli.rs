@@ -19,12 +19,17 @@ pub struct Cli {
 pub enum Command {
     /// Score the detection engine on history: a NAB corpus or CSV/Parquet files.
     Backtest(crate::backtest::BacktestArgs),
+    /// The detector service: `run`, `validate-config`, `print-default-config`
+    /// (the same commands as the `argus-detector` binary).
+    #[command(subcommand)]
+    Detector(argus_detector::cli::DetectorCommand),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Backtest(args) => crate::backtest::run(args),
+        Command::Detector(cmd) => return argus_detector::cli::run_command(cmd),
     };
     match result {
         Ok(code) => code,
