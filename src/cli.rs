@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,12 +19,26 @@ pub struct Cli {
 pub enum Command {
     /// Score the detection engine on history: a NAB corpus or CSV/Parquet files.
     Backtest(crate::backtest::BacktestArgs),
+    /// Run the node agent, or check its configuration (the same as the
+    /// `argus-agent` binary, which is what the DaemonSet image ships).
+    Agent(AgentArgs),
+}
+
+/// `argus agent [run [--config FILE] | validate-config FILE]`.
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<argus_agent::cli::AgentCommand>,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Backtest(args) => crate::backtest::run(args),
+        Command::Agent(args) => Ok(argus_agent::cli::run_command(
+            args.command
+                .unwrap_or(argus_agent::cli::AgentCommand::Run { config: None }),
+        )),
     };
     match result {
         Ok(code) => code,
