@@ -17,6 +17,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The whole chain on this machine in about a minute: detector, agent and
+    /// a payments workload; an incident is injected, detected, paged, healed
+    /// by a signed webhook and resolved. Exit code 0 when all of that happened.
+    Demo(crate::demo::DemoArgs),
     /// Score the detection engine on history: a NAB corpus or CSV/Parquet files.
     Backtest(crate::backtest::BacktestArgs),
     /// The detector service: `run`, `validate-config`, `print-default-config`
@@ -38,6 +42,7 @@ pub struct AgentArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => crate::demo::run(args),
         Command::Backtest(args) => crate::backtest::run(args),
         Command::Detector(cmd) => return argus_detector::cli::run_command(cmd),
         Command::Agent(args) => Ok(argus_agent::cli::run_command(

@@ -34,7 +34,7 @@ use super::nab::{Window, probationary_period};
 
 pub const WIDTH: u32 = 1600;
 pub const HEIGHT: u32 = 800;
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 const SERIES: RGBColor = RGBColor(31, 119, 180);
@@ -73,7 +73,7 @@ pub fn plot_path(out: &Path, category: &str, stem: &str) -> PathBuf {
     out.join("plots").join(category).join(format!("{stem}.png"))
 }
 
-fn register_font() -> Result<(), PlotError> {
+pub(crate) fn register_font() -> Result<(), PlotError> {
     static ONCE: Once = Once::new();
     let mut ok = true;
     ONCE.call_once(|| {
