@@ -7,6 +7,12 @@
 #                             Debian's package starts no service when installed
 #                             in a container (no systemd); tests start their own
 #                             instance on a free port with a temp config.
+#   Python OpenTelemetry SDK  opentelemetry-sdk and the OTLP exporters (gRPC and
+#                             HTTP/protobuf), pinned, from PyPI into the project's
+#                             own venv .peers/venv, so CI and a fresh machine run
+#                             the same versions (agent/tests/e2e_otel_sdk.rs).
+#                             Tests find it through agent/tests/support/python.rs
+#                             (or ARGUS_PYTHON); a missing SDK fails them loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +38,41 @@ else
   apt_install prometheus-alertmanager
   command -v prometheus-alertmanager >/dev/null || {
     echo "setup-peers: prometheus-alertmanager still not on PATH after install" >&2
+    exit 1
+  }
+fi
+
+# Python OpenTelemetry SDK, pinned. Bump the versions together (the SDK and its
+# exporters are released in lockstep).
+OTEL_PY_VERSION=1.45.2
+otel_py_packages=(
+  "opentelemetry-api==$OTEL_PY_VERSION"
+  "opentelemetry-sdk==$OTEL_PY_VERSION"
+  "opentelemetry-exporter-otlp-proto-grpc==$OTEL_PY_VERSION"
+  "opentelemetry-exporter-otlp-proto-http==$OTEL_PY_VERSION"
+)
+venv=.peers/venv
+otel_py_check() {
+  "$venv/bin/python" - "$OTEL_PY_VERSION" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http
+assert version("opentelemetry-sdk") == sys.argv[1], version("opentelemetry-sdk")
+PY
+}
+if [ -x "$venv/bin/python" ] && otel_py_check; then
+  echo "python opentelemetry-sdk $OTEL_PY_VERSION: present ($venv)"
+else
+  echo "python opentelemetry-sdk $OTEL_PY_VERSION: installing into $venv (PyPI)"
+  python=$(command -v python3 || true)
+  [ -n "$python" ] || { echo "setup-peers: python3 is needed for the OpenTelemetry SDK peer" >&2; exit 1; }
+  if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install python3-venv
+  fi
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${otel_py_packages[@]}"
+  otel_py_check || {
+    echo "setup-peers: the OpenTelemetry SDK is still not importable from $venv/bin/python" >&2
     exit 1
   }
 fi

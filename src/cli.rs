@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,6 +23,16 @@ pub enum Command {
     /// (the same commands as the `argus-detector` binary).
     #[command(subcommand)]
     Detector(argus_detector::cli::DetectorCommand),
+    /// Run the node agent, or check its configuration (the same as the
+    /// `argus-agent` binary, which is what the DaemonSet image ships).
+    Agent(AgentArgs),
+}
+
+/// `argus agent [run [--config FILE] | validate-config FILE]`.
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<argus_agent::cli::AgentCommand>,
 }
 
 pub fn main() -> ExitCode {
@@ -30,6 +40,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Backtest(args) => crate::backtest::run(args),
         Command::Detector(cmd) => return argus_detector::cli::run_command(cmd),
+        Command::Agent(args) => Ok(argus_agent::cli::run_command(
+            args.command
+                .unwrap_or(argus_agent::cli::AgentCommand::Run { config: None }),
+        )),
     };
     match result {
         Ok(code) => code,

@@ -53,7 +53,7 @@
 
 pub mod config;
 mod credentials;
-mod split;
+pub(crate) mod split;
 pub(crate) mod status;
 mod telemetry;
 
@@ -72,6 +72,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
+use crate::pipeline::DroppedRecords;
 use argus_common::otlp::{Payload, Signal};
 use argus_common::shutdown::Shutdown;
 
@@ -204,7 +205,21 @@ impl ExporterConfig {
     /// `exporter.`. Must run inside a tokio runtime (the channel's worker is
     /// spawned here); connects lazily, so an endpoint that is down at start
     /// is not an error.
+    ///
+    /// Registers its own `records_dropped_total`; an agent whose other
+    /// stages drop too uses [`build_with`](Self::build_with) to share one.
     pub fn build(&self, registry: &mut Registry) -> Result<Exporter, BuildError> {
+        let dropped = DroppedRecords::register(registry);
+        self.build_with(registry, dropped)
+    }
+
+    /// [`build`](Self::build), counting drops in `dropped` (already
+    /// registered by the caller).
+    pub fn build_with(
+        &self,
+        registry: &mut Registry,
+        dropped: DroppedRecords,
+    ) -> Result<Exporter, BuildError> {
         let problems = self.problems(PATH);
         if !problems.is_empty() {
             return Err(BuildError { problems });
@@ -262,7 +277,7 @@ impl ExporterConfig {
             tracing::warn!(endpoint = %endpoint_label, "the bearer token is sent over plaintext http://; use https:// unless a service mesh encrypts this hop");
         }
 
-        let telemetry = Telemetry::register(registry, endpoint_label);
+        let telemetry = Telemetry::register(registry, endpoint_label, dropped);
         Ok(Exporter {
             inner: Arc::new(Inner {
                 channel,

@@ -18,6 +18,42 @@
 //!    the file source waits (backpressure reaches the file, which is its own
 //!    buffer) and the OTLP receiver refuses with a retryable status, the way
 //!    the Collector's `memory_limiter` does, rather than the process growing.
+//!
+//! # The wiring, and what shares what
+//!
+//! ```text
+//!  file ──ch──┐                    ┌─▶ logs batcher ────┐
+//!  otlp ──ch──┤ (one bounded        ├─▶ traces batcher ──┼─▶ disk queue ─▶ drain ─▶ exporter
+//!  host ──ch──┤  channel per        └─▶ metrics batcher ─┘   (append)     (read, decode,
+//!  scrape ─ch─┘  source and signal)     (transform, merge,                 export, ack)
+//!                                         append, acks)
+//! ```
+//!
+//! - Each source has its **own bounded channel** to each signal's batcher
+//!   ([`crate::batch::Inputs`]), read round-robin: a source with a backlog
+//!   (the file source catching up) fills only its own channel and cannot
+//!   push an OTLP client's spans or logs to the back of a shared line.
+//! - Each **signal has its own batcher task**: a burst of logs does not
+//!   delay metrics, and the transform's CPU work is spread over tasks.
+//! - Shared by everything: the **memory budget** (bounded per source by its
+//!   channel: a source can hold at most its channel's envelopes plus one in
+//!   hand, so none can take the whole budget), and the **disk queue** —
+//!   which is what decouples the sources from the one destination. A slow
+//!   or dead endpoint only fills the queue; the sources notice nothing until
+//!   it is full, and then (`when_full: block`) all of them are held back
+//!   together, losing nothing: the file source stops reading, the OTLP
+//!   receiver answers with retryable statuses, host and scrape skip
+//!   intervals (counted). With `drop_oldest` the oldest records go instead
+//!   and the sources never wait.
+//! - The **drain** ([`drain`]) reads the queue independently of the
+//!   batchers, with up to `exporter.concurrency` exports in flight.
+//!
+//! Self-metrics are in [`telemetry`].
+
+pub mod drain;
+pub mod telemetry;
+
+pub use telemetry::{DroppedRecords, PipelineTelemetry};
 
 use std::sync::Arc;
 

@@ -191,6 +191,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
+pub(crate) use config::byte_size;
 pub use config::{DiskQueueConfig, FsyncPolicy, WhenFull};
 pub use reader::{Entry, EntryId, QueueAcker, QueueReader};
 pub use state::QueueStats;

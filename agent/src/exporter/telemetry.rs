@@ -12,7 +12,7 @@
 //! | `export_items_total` | `signal` | items the endpoint accepted |
 //! | `export_sent_bytes_total` | `signal` | protobuf bytes (before compression) of accepted requests |
 //! | `export_in_flight_requests` | | attempts on the wire now |
-//! | `records_dropped_total` | `reason` | items given up on |
+//! | `records_dropped_total` | `reason` | items given up on (the pipeline's family, see `crate::pipeline`) |
 //!
 //! `outcome` ∈ success, partial_success, retryable_error, throttled,
 //! unreachable, timeout, permanent_error, too_large; `reason` ∈
@@ -31,6 +31,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::Signal;
 use super::status::Outcome;
+use crate::pipeline::DroppedRecords;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SignalLabels {
@@ -41,11 +42,6 @@ struct SignalLabels {
 struct RequestLabels {
     signal: &'static str,
     outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DropLabels {
-    reason: &'static str,
 }
 
 /// Why items were given up on (`records_dropped_total{reason}`).
@@ -88,11 +84,18 @@ pub(crate) struct Telemetry {
     items: Family<SignalLabels, Counter>,
     bytes: Family<SignalLabels, Counter>,
     in_flight: Gauge,
-    dropped: Family<DropLabels, Counter>,
+    /// Shared with the rest of the pipeline: one `records_dropped_total`.
+    dropped: DroppedRecords,
 }
 
 impl Telemetry {
-    pub(crate) fn register(registry: &mut Registry, endpoint: String) -> Self {
+    /// Registers the exporter's own metrics; `dropped` is the process' one
+    /// `records_dropped_total` family, registered by its creator.
+    pub(crate) fn register(
+        registry: &mut Registry,
+        endpoint: String,
+        dropped: DroppedRecords,
+    ) -> Self {
         let t = Telemetry {
             endpoint,
             requests: Family::default(),
@@ -101,7 +104,7 @@ impl Telemetry {
             items: Family::default(),
             bytes: Family::default(),
             in_flight: Gauge::default(),
-            dropped: Family::default(),
+            dropped,
         };
         // prometheus-client appends `_total` to counters and the unit suffix.
         registry.register(
@@ -136,11 +139,6 @@ impl Telemetry {
             "OTLP export requests on the wire now",
             t.in_flight.clone(),
         );
-        registry.register(
-            "records_dropped",
-            "Items the agent gave up on, by reason",
-            t.dropped.clone(),
-        );
         // Pre-create the series users alert on, so `rate()` sees a zero
         // before the first loss instead of no series at all.
         for s in Signal::ALL {
@@ -148,14 +146,6 @@ impl Telemetry {
             let _ = t
                 .retries
                 .get_or_create(&SignalLabels { signal: s.as_str() });
-        }
-        for r in [
-            DropReason::RejectedByEndpoint,
-            DropReason::PermanentError,
-            DropReason::RetriesExhausted,
-            DropReason::TooLarge,
-        ] {
-            let _ = t.dropped.get_or_create(&DropLabels { reason: r.as_str() });
         }
         t
     }
@@ -247,11 +237,7 @@ impl Telemetry {
     }
 
     pub(crate) fn dropped(&self, signal: Signal, reason: DropReason, items: u64, detail: &str) {
-        self.dropped
-            .get_or_create(&DropLabels {
-                reason: reason.as_str(),
-            })
-            .inc_by(items);
+        self.dropped.add(reason.as_str(), items);
         tracing::error!(
             endpoint = %self.endpoint,
             signal = signal.as_str(),

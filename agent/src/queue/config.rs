@@ -15,7 +15,7 @@ const GIB: u64 = 1024 * MIB;
 ///
 /// ```yaml
 /// queue:
-///   dir: /var/lib/argus/queue   # one directory per queue, exclusively locked
+///   dir: /var/lib/argus-agent/queue   # one directory per queue, exclusively locked
 ///   max_bytes: 256MiB           # all segment files together
 ///   segment_bytes: 8MiB         # a segment is deleted once all its records are acked
 ///   max_record_bytes: 4MiB      # larger appends are refused (permanent error)
@@ -55,7 +55,7 @@ pub struct DiskQueueConfig {
 impl Default for DiskQueueConfig {
     fn default() -> Self {
         DiskQueueConfig {
-            dir: PathBuf::from("/var/lib/argus/queue"),
+            dir: PathBuf::from("/var/lib/argus-agent/queue"),
             max_bytes: 256 * MIB,
             segment_bytes: 8 * MIB,
             max_record_bytes: 4 * MIB,
@@ -182,25 +182,41 @@ impl DiskQueueConfig {
 }
 
 /// Byte sizes as integers or strings with a unit.
-mod byte_size {
-    use serde::{Deserialize, Deserializer, Serializer};
+pub(crate) mod byte_size {
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(*v)
     }
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(u64),
-        Str(String),
+    /// Accepts an integer or a string with a unit; anything else is named
+    /// for what it is ("expected a byte size …"), not as an untagged-enum
+    /// mismatch.
+    struct Visitor;
+
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a byte size such as 268435456, 256MiB or 1GB")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v)
+                .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+            parse(v).map_err(E::custom)
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(n),
-            Raw::Str(s) => parse(&s).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(Visitor)
     }
 
     pub fn parse(s: &str) -> Result<u64, String> {

@@ -1,0 +1,362 @@
+//! End-to-end throughput and footprint of the real `argus-agent` binary.
+//!
+//! ```text
+//! cargo bench --bench agent_throughput            # 2M lines, 60 s idle
+//! ARGUS_BENCH_LINES=500000 ARGUS_BENCH_IDLE_SECS=20 cargo bench --bench agent_throughput
+//! ```
+//!
+//! 1. Generates a CRI log file of ~200-byte JSON lines (`ARGUS_BENCH_LINES`,
+//!    default 2,000,000) in a temp directory.
+//! 2. Baselines, on the same file in the same run: `cat FILE > /dev/null`
+//!    (child CPU time), and a raw read + newline split loop in this process
+//!    (thread CPU time): what reading the bytes costs at all.
+//! 3. Starts a local OTLP/gRPC sink (a thread in this process running the
+//!    `argus_common` receiver with a consumer that only counts), then the
+//!    agent (the bench profile's build) tailing the file with the default
+//!    pipeline (transform: enrich, correlate, mask; batching; the durable
+//!    disk queue; gzip export), and measures until the sink has counted
+//!    every line: wall time, the agent's CPU time (utime + stime from
+//!    `/proc/<pid>/stat`) and peak RSS (`VmHWM`).
+//! 4. Starts a fresh agent with host metrics on (10 s interval), the OTLP
+//!    receivers listening and the file source watching an empty directory,
+//!    and measures its CPU and RSS over `ARGUS_BENCH_IDLE_SECS` (default 60).
+//!
+//! Prints lines/s, CPU-seconds per million lines, lines per CPU-second, the
+//! ratio against the baselines, peak and idle RSS, idle CPU. Targets (issue
+//! 3): ≥ 500,000 lines per CPU-second, idle RSS ≤ 15 MiB.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use argus_common::otlp::{
+    Accepted, ConsumeError, OtlpConsumer, OtlpReceiverConfig, Payload, RequestContext,
+};
+use argus_common::shutdown::Shutdown;
+use prometheus_client::registry::Registry;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Clock ticks per second for `/proc/<pid>/stat`.
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
+/// utime + stime of `pid`, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let utime: f64 = f[11].parse().unwrap();
+    let stime: f64 = f[12].parse().unwrap();
+    (utime + stime) / ticks_per_sec()
+}
+
+/// A `/proc/<pid>/status` field in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+        .map(|v| {
+            v.trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+                * 1024
+        })
+        .unwrap()
+}
+
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+fn children_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// ~200-byte CRI lines with JSON bodies, like a busy payments service.
+fn generate(path: &Path, lines: u64) -> u64 {
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut bytes = 0u64;
+    for i in 0..lines {
+        let line = format!(
+            "2026-01-15T10:30:{:02}.{:09}Z stdout F {{\"level\":\"info\",\"msg\":\"payment approved\",\"order\":\"ord-{i:010}\",\"amount\":{}.{:02},\"user\":\"u{:05}\",\"trace_id\":\"4bf92f3577b34da6a3ce929d{i:08x}\"}}\n",
+            (i / 1000) % 60,
+            i % 1_000_000_000,
+            i % 997,
+            i % 100,
+            i % 50_000
+        );
+        bytes += line.len() as u64;
+        w.write_all(line.as_bytes()).unwrap();
+    }
+    w.flush().unwrap();
+    bytes
+}
+
+/// Counts log records; answers OK at once.
+struct Counter(Arc<AtomicU64>);
+
+impl OtlpConsumer for Counter {
+    async fn consume(&self, p: Payload, _: RequestContext) -> Result<Accepted, ConsumeError> {
+        if let Payload::Logs(_) = &p {
+            self.0.fetch_add(p.item_count() as u64, Ordering::Relaxed);
+        }
+        Ok(Accepted::all())
+    }
+}
+
+/// The sink, on its own thread and runtime; returns its address.
+fn start_sink(count: Arc<AtomicU64>) -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut cfg = OtlpReceiverConfig::default();
+            cfg.grpc.as_mut().unwrap().endpoint = "127.0.0.1:0".into();
+            cfg.grpc.as_mut().unwrap().max_recv_msg_size_mib = 64;
+            cfg.http = None;
+            let bound = cfg
+                .build(Counter(count), &mut Registry::default())
+                .unwrap()
+                .bind()
+                .await
+                .unwrap();
+            tx.send(bound.grpc_addr().unwrap()).unwrap();
+            bound.serve(Shutdown::new()).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+struct Agent {
+    child: std::process::Child,
+}
+
+impl Agent {
+    fn start(dir: &Path, yaml: &str) -> Agent {
+        let cfg = dir.join("agent.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_argus-agent"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("argus-agent started")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
+                }
+                if line.contains("\"level\":\"ERROR\"") || line.contains("\"level\":\"WARN\"") {
+                    eprintln!("agent: {line}");
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the agent started");
+        Agent { child }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test` runs benches with no
+    // argument, where a multi-minute run is not wanted.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("agent_throughput: run with `cargo bench --bench agent_throughput`");
+        return;
+    }
+    let lines = env_u64("ARGUS_BENCH_LINES", 2_000_000);
+    let idle_secs = env_u64("ARGUS_BENCH_IDLE_SECS", 60);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let file = logs.join("0.log");
+    let bytes = generate(&file, lines);
+    println!(
+        "input: {lines} CRI lines, {:.1} MiB ({:.0} bytes/line)",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / lines as f64
+    );
+
+    // Baseline 1: cat.
+    let before = children_cpu_secs();
+    let t = Instant::now();
+    let status = Command::new("cat")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cat_wall = t.elapsed().as_secs_f64();
+    let cat_cpu = (children_cpu_secs() - before).max(1e-3);
+    // Baseline 2: read + split lines.
+    let t0 = thread_cpu_secs();
+    let mut f = std::fs::File::open(&file).unwrap();
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut n = 0u64;
+    let mut carry = 0usize;
+    loop {
+        let k = f.read(&mut buf[carry..]).unwrap();
+        if k == 0 {
+            break;
+        }
+        let filled = carry + k;
+        let mut start = 0;
+        for i in memchr::memchr_iter(b'\n', &buf[..filled]) {
+            std::hint::black_box(&buf[start..i]);
+            start = i + 1;
+            n += 1;
+        }
+        buf.copy_within(start..filled, 0);
+        carry = filled - start;
+    }
+    assert_eq!(n, lines);
+    let split_cpu = (thread_cpu_secs() - t0).max(1e-3);
+
+    // The agent, tailing the file into the sink.
+    let count = Arc::new(AtomicU64::new(0));
+    let sink = start_sink(count.clone());
+    let yaml = format!(
+        r#"
+receiver: null
+host: null
+file:
+  include: ["{logs}/*.log"]
+  data_dir: "{d}/file"
+queue: {{ dir: "{d}/queue" }}
+exporter: {{ endpoint: "http://{sink}" }}
+ops: {{ listen: "127.0.0.1:0" }}
+logging: {{ format: json, filter: warn }}
+"#,
+        logs = logs.display(),
+        d = dir.path().display()
+    );
+    let t = Instant::now();
+    let agent = Agent::start(dir.path(), &yaml);
+    let cpu0 = cpu_secs(agent.pid());
+    while count.load(Ordering::Relaxed) < lines {
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            t.elapsed() < Duration::from_secs(1800),
+            "stalled at {} lines",
+            count.load(Ordering::Relaxed)
+        );
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = cpu_secs(agent.pid()) - cpu0;
+    let peak = status_bytes(agent.pid(), "VmHWM");
+    drop(agent);
+
+    // Idle, host metrics on.
+    let idle_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(idle_dir.path().join("logs")).unwrap();
+    let yaml = format!(
+        r#"
+receiver:
+  grpc: {{ endpoint: "127.0.0.1:0" }}
+  http: {{ endpoint: "127.0.0.1:0" }}
+host: {{ interval: 10s }}
+file:
+  include: ["{d}/logs/*.log"]
+  data_dir: "{d}/file"
+queue: {{ dir: "{d}/queue" }}
+exporter: {{ endpoint: "http://{sink}" }}
+ops: {{ listen: "127.0.0.1:0" }}
+logging: {{ format: json, filter: warn }}
+"#,
+        d = idle_dir.path().display()
+    );
+    let agent = Agent::start(idle_dir.path(), &yaml);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_cpu0 = cpu_secs(agent.pid());
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let idle_cpu = cpu_secs(agent.pid()) - idle_cpu0;
+    let idle_rss = status_bytes(agent.pid(), "VmRSS");
+    let idle_hwm = status_bytes(agent.pid(), "VmHWM");
+    drop(agent);
+
+    let per_cpu = lines as f64 / cpu;
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!();
+    println!(
+        "baseline  cat > /dev/null       {:>12.0} lines/CPU-s   {:.2} s wall",
+        lines as f64 / cat_cpu,
+        cat_wall
+    );
+    println!(
+        "baseline  read + split lines    {:>12.0} lines/CPU-s",
+        lines as f64 / split_cpu
+    );
+    println!(
+        "agent     file → OTLP sink      {:>12.0} lines/CPU-s   {:.0} lines/s wall, {:.3} CPU-s per million lines",
+        per_cpu,
+        lines as f64 / wall,
+        cpu / (lines as f64 / 1e6)
+    );
+    println!(
+        "          ratio: agent costs {:.1}× cat, {:.1}× read+split per line",
+        cpu / cat_cpu,
+        cpu / split_cpu
+    );
+    println!("          peak RSS (VmHWM) {:.1} MiB", mib(peak));
+    println!(
+        "idle      host metrics on, {idle_secs} s: RSS {:.1} MiB (peak {:.1} MiB), CPU {:.3} s = {:.3} % of one core",
+        mib(idle_rss),
+        mib(idle_hwm),
+        idle_cpu,
+        100.0 * idle_cpu / idle_secs as f64
+    );
+    let ok_cpu = per_cpu >= 500_000.0;
+    let ok_rss = idle_rss <= 15 << 20;
+    println!(
+        "targets   ≥ 500,000 lines/CPU-s: {}   idle RSS ≤ 15 MiB: {}",
+        if ok_cpu { "met" } else { "MISSED" },
+        if ok_rss { "met" } else { "MISSED" }
+    );
+}
