@@ -9,6 +9,7 @@
 //!   variables replaced so `promtool` can parse the expression.
 //! - [`grafana`]: every PromQL expression of a dashboard (panel targets and
 //!   query variables).
+//! - [`helm`]: renders the chart (the subset of Go templates it uses).
 //! - [`binaries`]: starts `argus-agent` and `argus-detector` on free ports
 //!   and collects the metric names their `/metrics` expose.
 //!
@@ -20,6 +21,7 @@
 
 pub mod binaries;
 pub mod grafana;
+pub mod helm;
 pub mod promql;
 pub mod tools;
 

@@ -256,3 +256,90 @@ fn the_prometheus_rule_is_alerts_argus_rules() {
         assert_eq!(sm["spec"]["endpoints"][0]["port"], "ops");
     }
 }
+
+/// The agent image is built with `-p argus-agent`, whose dependency graph
+/// (Cargo.lock) reaches neither polars nor linfa; both images are
+/// multi-stage with a distroless final stage.
+#[test]
+fn images_are_small_and_the_agent_links_no_polars_or_linfa() {
+    for (file, package) in [
+        ("deploy/docker/agent.Dockerfile", "argus-agent"),
+        ("deploy/docker/detector.Dockerfile", "argus-detector"),
+    ] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+        assert_eq!(froms.len(), 2, "{file}: multi-stage");
+        assert!(
+            froms[1].contains("distroless") || froms[1].contains("-slim"),
+            "{file}: {}",
+            froms[1]
+        );
+        assert!(
+            text.contains(&format!("-p {package} ")),
+            "{file}: builds -p {package} only"
+        );
+    }
+    let lock: toml_like::Lock =
+        toml_like::parse(&std::fs::read_to_string(root().join("Cargo.lock")).unwrap());
+    let reach = lock.reachable("argus-agent");
+    assert!(
+        reach.contains("tokio") && reach.contains("argus-common"),
+        "{reach:?}"
+    );
+    for banned in [
+        "polars",
+        "polars-core",
+        "linfa",
+        "linfa-clustering",
+        "ndarray",
+    ] {
+        assert!(!reach.contains(banned), "argus-agent depends on {banned}");
+    }
+    assert!(
+        lock.reachable("argus-detector").contains("linfa"),
+        "the walk sees real edges"
+    );
+}
+
+/// Just enough of Cargo.lock: package names and their dependency names.
+mod toml_like {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    pub struct Lock(BTreeMap<String, Vec<String>>);
+
+    pub fn parse(text: &str) -> Lock {
+        let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for block in text.split("[[package]]").skip(1) {
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("name = "))
+                .unwrap()
+                .trim_matches('"')
+                .to_string();
+            let mut list = Vec::new();
+            if let Some(d) = block.split("dependencies = [").nth(1) {
+                for l in d.split(']').next().unwrap().lines() {
+                    let l = l.trim().trim_end_matches(',').trim_matches('"');
+                    if let Some(n) = l.split_whitespace().next() {
+                        list.push(n.to_string());
+                    }
+                }
+            }
+            deps.entry(name).or_default().extend(list);
+        }
+        Lock(deps)
+    }
+
+    impl Lock {
+        pub fn reachable(&self, from: &str) -> BTreeSet<String> {
+            let mut seen = BTreeSet::new();
+            let mut stack = vec![from.to_string()];
+            while let Some(n) = stack.pop() {
+                if seen.insert(n.clone()) {
+                    stack.extend(self.0.get(&n).cloned().unwrap_or_default());
+                }
+            }
+            seen
+        }
+    }
+}
