@@ -258,6 +258,39 @@ pub fn tally(bodies: &[String], written: u64) -> Tally {
     }
 }
 
+/// Polls until every line `0..written` is among what `bodies()` returns
+/// (cheaply: the full tally runs only once `count()` reaches `written` and
+/// again only when it has grown since), or `within` passes. Returns the
+/// final tally; `Err` carries the last one on timeout.
+///
+/// The tally clones and indexes every body; doing it on every poll would
+/// make the test compete with the agent it measures for the machine's CPUs.
+pub fn wait_all(
+    written: u64,
+    within: Duration,
+    count: impl Fn() -> usize,
+    bodies: impl Fn() -> Vec<String>,
+) -> Result<Tally, Tally> {
+    let deadline = Instant::now() + within;
+    let mut tallied_at = None;
+    loop {
+        let n = count();
+        if n as u64 >= written && tallied_at != Some(n) {
+            let t = tally(&bodies(), written);
+            if t.missing.is_empty() {
+                return Ok(t);
+            }
+            tallied_at = Some(n);
+            if Instant::now() > deadline {
+                return Err(t);
+            }
+        } else if Instant::now() > deadline {
+            return Err(tally(&bodies(), written));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Seconds since `t`, for logs.
 pub fn since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
