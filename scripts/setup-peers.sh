@@ -13,6 +13,14 @@
 #                             the same versions (agent/tests/e2e_otel_sdk.rs).
 #                             Tests find it through agent/tests/support/python.rs
 #                             (or ARGUS_PYTHON); a missing SDK fails them loudly.
+#   promtool (Debian `prometheus`) and amtool (comes with
+#   prometheus-alertmanager)  check the dashboards' PromQL, unit-test the
+#                             alert rules, check and route-test alertmanager.yml
+#                             (ops/tests). Installing `prometheus` starts no
+#                             service in a container either.
+#   kubernetes-validate       pinned, from PyPI into the same venv: validates every
+#                             manifest in deploy/ against the Kubernetes schemas
+#                             it ships (offline) (ops/tests/ops_deploy.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +81,33 @@ else
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${otel_py_packages[@]}"
   otel_py_check || {
     echo "setup-peers: the OpenTelemetry SDK is still not importable from $venv/bin/python" >&2
+    exit 1
+  }
+fi
+
+# promtool ships with Debian's prometheus package; amtool with the
+# alertmanager one (installed above).
+if command -v promtool >/dev/null; then
+  echo "promtool: present ($(command -v promtool))"
+else
+  echo "promtool: installing (Debian package prometheus)"
+  apt_install prometheus
+  command -v promtool >/dev/null || { echo "setup-peers: promtool still not on PATH after install" >&2; exit 1; }
+fi
+command -v amtool >/dev/null || { echo "setup-peers: amtool missing (it comes with prometheus-alertmanager)" >&2; exit 1; }
+
+# kubernetes-validate, pinned, into the project venv (it bundles the
+# Kubernetes JSON schemas, so validation needs no network).
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if [ -x "$venv/bin/kubernetes-validate" ] &&
+  [ "$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("kubernetes-validate"))' 2>/dev/null)" = "$KUBERNETES_VALIDATE_VERSION" ]; then
+  echo "kubernetes-validate $KUBERNETES_VALIDATE_VERSION: present ($venv)"
+else
+  echo "kubernetes-validate $KUBERNETES_VALIDATE_VERSION: installing into $venv (PyPI)"
+  [ -x "$venv/bin/python" ] || "$(command -v python3)" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  "$venv/bin/kubernetes-validate" --version >/dev/null || {
+    echo "setup-peers: kubernetes-validate does not run from $venv/bin" >&2
     exit 1
   }
 fi

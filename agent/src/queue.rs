@@ -281,7 +281,7 @@ impl DiskQueueConfig {
         let metrics = metrics::Metrics::register(registry);
         let recovered = recovery::recover(self, &metrics, &clock)?;
         let shared = state::Shared::start(self.clone(), recovered, metrics, clock, lock)?;
-        registry.register_collector(Box::new(metrics::Gauges::new(&shared)));
+        registry.register_collector(Box::new(metrics::Gauges::new(&shared, self.max_bytes)));
         Ok((QueueWriter::new(shared.clone()), QueueReader::new(shared)))
     }
 }

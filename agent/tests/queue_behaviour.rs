@@ -554,6 +554,7 @@ async fn all_metric_names_are_exposed_with_the_agent_prefix() {
         "argus_agent_queue_records",
         "argus_agent_queue_segments",
         "argus_agent_queue_oldest_record_age_seconds",
+        "argus_agent_queue_max_bytes",
         "argus_agent_queue_appended_records_total",
         "argus_agent_queue_appended_bytes_total",
         "argus_agent_queue_acked_records_total",
@@ -565,6 +566,11 @@ async fn all_metric_names_are_exposed_with_the_agent_prefix() {
             "{name} missing from:\n{text}"
         );
     }
+    let max = cfg(tmp.path()).max_bytes;
+    assert!(
+        text.contains(&format!("argus_agent_queue_max_bytes {max}\n")),
+        "the configured bound, {max}:\n{text}"
+    );
     for family in [
         "argus_agent_queue_dropped_records",
         "argus_agent_queue_dropped_bytes",

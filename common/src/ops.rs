@@ -2,7 +2,9 @@
 //! the binary merges in (the detector's `/api/v1/*`).
 //!
 //! - `/metrics` encodes the process' one prometheus-client [`Registry`] on
-//!   every scrape. A scraper that asks for OpenMetrics (`Accept:
+//!   every scrape, followed by the standard unprefixed `process_*` metrics
+//!   ([`process`]: CPU, memory, file descriptors), so neither binary has
+//!   to wire them. A scraper that asks for OpenMetrics (`Accept:
 //!   application/openmetrics-text`, as Prometheus does) gets it verbatim;
 //!   anything else (curl, older agents) gets the Prometheus text format 0.0.4,
 //!   converted by [`exposition`] — prometheus-client only speaks OpenMetrics,
@@ -21,6 +23,7 @@
 
 pub mod exposition;
 pub mod logging;
+pub mod process;
 pub mod readiness;
 
 use std::net::SocketAddr;
@@ -102,8 +105,11 @@ impl OpsServerConfig {
         if !problems.is_empty() {
             return Err(OpsError::Config(problems));
         }
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector));
         let state = Arc::new(OpsState {
             registry,
+            process,
             readiness,
         });
         let router = Router::new()
@@ -121,6 +127,8 @@ impl OpsServerConfig {
 
 struct OpsState {
     registry: Arc<Registry>,
+    /// Unprefixed: `process_*` (the binaries' registries carry a prefix).
+    process: Registry,
     readiness: Readiness,
 }
 
@@ -209,8 +217,12 @@ async fn readyz(State(state): State<Arc<OpsState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<OpsState>>, headers: HeaderMap) -> Response {
+    use prometheus_client::encoding::text::{encode_eof, encode_registry};
     let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+    let encoded = encode_registry(&mut text, &state.registry)
+        .and_then(|()| encode_registry(&mut text, &state.process))
+        .and_then(|()| encode_eof(&mut text));
+    if let Err(e) = encoded {
         tracing::error!(error = %e, "could not encode metrics");
         return (
             StatusCode::INTERNAL_SERVER_ERROR,

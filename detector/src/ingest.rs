@@ -87,6 +87,7 @@ use crate::template::{Template, TemplateId, TemplateMiner};
 pub mod config;
 pub(crate) mod group;
 pub mod histogram;
+pub mod latency;
 mod log;
 mod metric;
 pub(crate) mod resource;
@@ -231,7 +232,11 @@ impl IngestConfig {
         self.validate()?;
         let series = SeriesTelemetry::register(registry);
         let telemetry = Telemetry::register(registry);
-        Ok(Ingest::with_parts(self.clone(), series, telemetry))
+        let latency =
+            latency::SpanLatency::register(registry, self.spans.latency_histogram_services);
+        let mut ingest = Ingest::with_parts(self.clone(), series, telemetry);
+        ingest.latency = latency;
+        Ok(ingest)
     }
 }
 
@@ -244,6 +249,8 @@ pub struct Ingest<S = ()> {
     groups: Groups,
     miner: TemplateMiner,
     telemetry: Telemetry,
+    /// `span_latency_seconds` (inert unless built with a registry).
+    latency: latency::SpanLatency,
     /// Unix ns of the first clock: cumulative counters started after it
     /// count in full on their first point.
     born_after: Option<i64>,
@@ -272,6 +279,7 @@ impl<S: Default> Ingest<S> {
             clock,
             groups: Groups::default(),
             telemetry,
+            latency: latency::SpanLatency::default(),
             born_after: None,
             cfg,
         }

@@ -360,6 +360,9 @@ impl RemediationConfig {
             });
         }
         let telemetry = Telemetry::register(registry);
+        for r in &self.rules {
+            telemetry.init_rule(&r.name);
+        }
         let audit = match &self.audit_log {
             Some(path) => match Audit::open(path, telemetry.clone()) {
                 Ok(a) => Some(a),

@@ -273,3 +273,94 @@ fn bucketed_by_end_time_per_service() {
         RELATIVE_ACCURACY
     ));
 }
+
+/// `argus_detector_span_latency_seconds`: the spans RED counts land in
+/// their service's buckets, a bucket's exemplar is the trace id of a span
+/// in it, and services beyond the cap share `service="_other"`.
+#[test]
+fn latency_histogram_with_exemplars_per_service_capped() {
+    let mut cfg = IngestConfig::default();
+    cfg.spans.latency_histogram_services = 2;
+    let mut reg = prometheus_client::registry::Registry::with_prefix("argus_detector");
+    let mut ing: Ingest = cfg.build(&mut reg).unwrap();
+    let t = T0 as f64;
+    // checkout: 3 fast spans (7 ms) and one slow (1.5 s) in trace 0x2a.
+    let mut s: Vec<_> = (0..3)
+        .map(|i| span("GET /pay", t + 1.0, 0.007, false, i + 1))
+        .collect();
+    s.push(span("GET /pay", t + 2.0, 1.5, true, 0x2a));
+    // A CLIENT span is not counted for RED, nor in the histogram.
+    let mut client = span("call bank", t + 2.0, 3.0, false, 9);
+    client.kind = 3;
+    s.push(client);
+    ing.ingest(&spans(resource("checkout"), s), T0 + 3);
+    ing.ingest(
+        &spans(
+            resource("ledger"),
+            vec![span("post", t + 1.0, 0.2, false, 7)],
+        ),
+        T0 + 3,
+    );
+    for svc in ["fraud", "mailer"] {
+        ing.ingest(
+            &spans(resource(svc), vec![span("x", t + 1.0, 0.02, false, 8)]),
+            T0 + 3,
+        );
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    let line = |prefix: &str| -> &str {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix}:\n{text}"))
+    };
+    assert!(
+        text.contains("# TYPE argus_detector_span_latency_seconds histogram"),
+        "{text}"
+    );
+    let co = r#"service="checkout",namespace="prod""#;
+    assert!(
+        line(&format!(
+            "argus_detector_span_latency_seconds_count{{{co}}}"
+        ))
+        .ends_with(" 4")
+    );
+    assert!(
+        line(&format!(
+            "argus_detector_span_latency_seconds_bucket{{le=\"0.01\",{co}}}"
+        ))
+        .starts_with(&format!(
+            "argus_detector_span_latency_seconds_bucket{{le=\"0.01\",{co}}} 3 # {{trace_id=\"0"
+        )),
+        "fast bucket: 3 spans, exemplar one of the fast traces\n{text}"
+    );
+    let slow = line(&format!(
+        "argus_detector_span_latency_seconds_bucket{{le=\"2.5\",{co}}}"
+    ));
+    assert!(
+        slow.starts_with(&format!(
+            "argus_detector_span_latency_seconds_bucket{{le=\"2.5\",{co}}} 4 # {{trace_id=\"{}\"}} 1.5",
+            "2a".repeat(16)
+        )),
+        "slow bucket names the slow trace: {slow}"
+    );
+    // Cap 2: checkout and ledger get their own; fraud and mailer share _other.
+    assert!(line(r#"argus_detector_span_latency_seconds_count{service="ledger""#).ends_with(" 1"));
+    assert!(
+        line(r#"argus_detector_span_latency_seconds_count{service="_other",namespace=""}"#)
+            .ends_with(" 2")
+    );
+    assert!(
+        !text.contains(r#"service="fraud""#) && !text.contains(r#"service="mailer""#),
+        "{text}"
+    );
+
+    // Off: no family at all.
+    let mut cfg = IngestConfig::default();
+    cfg.spans.latency_histogram_services = 0;
+    let mut reg = prometheus_client::registry::Registry::with_prefix("argus_detector");
+    let _ing: Ingest = cfg.build(&mut reg).unwrap();
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    assert!(!text.contains("span_latency"), "{text}");
+}

@@ -2,7 +2,8 @@
 //! logs it and counts it together.
 //!
 //! Counters live here; the gauges (`queue_bytes`, `queue_records`,
-//! `queue_segments`, `queue_oldest_record_age_seconds`) are computed from the
+//! `queue_segments`, `queue_oldest_record_age_seconds`, and the configured
+//! bound `queue_max_bytes` that alerts compare `queue_bytes` with) are computed from the
 //! queue's state at scrape time by [`Gauges`], so they can never drift from
 //! it and the age keeps growing while nothing happens.
 
@@ -170,6 +171,7 @@ impl Metrics {
 pub(crate) struct Gauges {
     state: Weak<Mutex<State>>,
     clock: WallClock,
+    max_bytes: u64,
 }
 
 impl std::fmt::Debug for Gauges {
@@ -179,10 +181,11 @@ impl std::fmt::Debug for Gauges {
 }
 
 impl Gauges {
-    pub fn new(shared: &Arc<Shared>) -> Self {
+    pub fn new(shared: &Arc<Shared>, max_bytes: u64) -> Self {
         Gauges {
             state: Arc::downgrade(&shared.state),
             clock: shared.clock.clone(),
+            max_bytes,
         }
     }
 }
@@ -197,7 +200,12 @@ impl Collector for Gauges {
         let age = stats
             .oldest_appended_unix_ms
             .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-        let counts: [(&str, &str, ConstGauge<i64>); 3] = [
+        let counts: [(&str, &str, ConstGauge<i64>); 4] = [
+            (
+                "queue_max_bytes",
+                "The disk queue's bound (queue.max_bytes): queue_bytes / queue_max_bytes is how full it is",
+                ConstGauge::new(self.max_bytes.min(i64::MAX as u64) as i64),
+            ),
             (
                 "queue_bytes",
                 "Bytes of all segment files of the disk queue",

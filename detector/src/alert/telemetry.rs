@@ -65,6 +65,14 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    pub(crate) const ALL: [Outcome; 5] = [
+        Outcome::Success,
+        Outcome::RetryableError,
+        Outcome::Unreachable,
+        Outcome::Timeout,
+        Outcome::Rejected,
+    ];
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
@@ -173,6 +181,26 @@ impl Telemetry {
             alertmanager: index.to_string(),
         };
         let pending = self.pending.get_or_create(&label).clone();
+        // Every series at zero from the start: `rate()` and the
+        // `ArgusAlertDeliveryFailing` rule see 0, not nothing.
+        for outcome in Outcome::ALL {
+            let _ = self.requests.get_or_create(&RequestLabels {
+                alertmanager: label.alertmanager.clone(),
+                outcome: outcome.as_str(),
+            });
+            let _ = self.sent.get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            });
+        }
+        for reason in [
+            DropReason::QueueFull,
+            DropReason::Rejected,
+            DropReason::Shutdown,
+        ] {
+            let _ = self.dropped.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            });
+        }
         ReplicaTelemetry {
             parent: self.clone(),
             index: label.alertmanager.clone(),

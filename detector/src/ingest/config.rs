@@ -166,6 +166,9 @@ impl SpanKindName {
     }
 }
 
+/// Upper bound of `spans.latency_histogram_services`.
+pub const MAX_LATENCY_HISTOGRAM_SERVICES: usize = 10_000;
+
 /// RED series from spans.
 ///
 /// RED is measured where work **enters** a service: SERVER spans (requests
@@ -186,6 +189,11 @@ pub struct SpansConfig {
     pub slowest_exemplars: usize,
     /// Trace ids of error spans (the slowest of them) kept per step.
     pub error_exemplars: usize,
+    /// Most services (service × namespace label sets) in the
+    /// `argus_detector_span_latency_seconds` histogram on `/metrics`; spans
+    /// of further services count under `service="_other"`. 0 turns the
+    /// histogram off. See `ingest::latency`.
+    pub latency_histogram_services: usize,
 }
 
 impl Default for SpansConfig {
@@ -197,6 +205,7 @@ impl Default for SpansConfig {
             group_by: vec![GroupBy::Namespace],
             slowest_exemplars: 3,
             error_exemplars: 3,
+            latency_histogram_services: 200,
         }
     }
 }
@@ -344,6 +353,12 @@ impl IngestConfig {
         }
         if sp.error_exemplars > 16 {
             p.push(format!("{path}.spans.error_exemplars: at most 16"));
+        }
+        if sp.latency_histogram_services > MAX_LATENCY_HISTOGRAM_SERVICES {
+            p.push(format!(
+                "{path}.spans.latency_histogram_services: at most {MAX_LATENCY_HISTOGRAM_SERVICES} (each costs 17 samples per scrape), got {}",
+                sp.latency_histogram_services
+            ));
         }
         for (name, g) in [("spans", &sp.group_by), ("logs", &self.logs.group_by)] {
             for (i, x) in g.iter().enumerate() {

@@ -43,6 +43,7 @@ impl<S: Default> Ingest<S> {
             clock,
             registry,
             groups,
+            latency,
             ..
         } = self;
         let sp = &cfg.spans;
@@ -51,6 +52,8 @@ impl<S: Default> Ingest<S> {
         let mut labels: Vec<(&str, &str)> = Vec::with_capacity(8);
         for rs in &req.resource_spans {
             let res = ResourceLabels::of(rs.resource.as_ref());
+            // One lookup per resource (one service), not per span.
+            let mut histogram = None;
             for ss in &rs.scope_spans {
                 for span in &ss.spans {
                     if !sp.enabled {
@@ -94,6 +97,13 @@ impl<S: Default> Ingest<S> {
                     };
                     let acc = groups.get_mut(g).acc(k).red();
                     let secs = (end - start) as f64 / 1e9;
+                    if histogram.is_none() {
+                        histogram =
+                            Some(latency.for_service(res.service, res.namespace.unwrap_or("")));
+                    }
+                    if let Some(Some(h)) = &histogram {
+                        super::latency::observe(h, secs, trace_id(&span.trace_id));
+                    }
                     acc.requests += 1;
                     acc.latency.add(secs);
                     if let Some(t) = trace_id(&span.trace_id) {

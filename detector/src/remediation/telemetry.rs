@@ -29,6 +29,18 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// Every `outcome` of `remediation_actions_total` (module doc).
+const OUTCOMES: [&str; 8] = [
+    "sent",
+    "failed",
+    "dry_run",
+    "skipped_cooldown",
+    "skipped_breaker_open",
+    "skipped_incident_closed",
+    "skipped_shutdown",
+    "skipped_audit_unavailable",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
     rule: String,
@@ -107,6 +119,28 @@ impl Telemetry {
             t.audit_errors.clone(),
         );
         t
+    }
+
+    /// Creates every series of one configured rule at zero, so the
+    /// families are on `/metrics` from the start: `rate()` and the
+    /// `ArgusRemediationWebhooksFailing` rule see a 0, not nothing, until
+    /// the first action.
+    pub(crate) fn init_rule(&self, rule: &str) {
+        for outcome in OUTCOMES {
+            let _ = self.actions.get_or_create(&ActionLabels {
+                rule: rule.to_owned(),
+                outcome,
+            });
+        }
+        let _ = self.retries.get_or_create(&RuleLabels {
+            rule: rule.to_owned(),
+        });
+        for result in ["verified", "escalated", "unverified"] {
+            let _ = self.verifications.get_or_create(&VerifyLabels {
+                rule: rule.to_owned(),
+                result,
+            });
+        }
     }
 
     pub(crate) fn outcome(&self, rule: &str, outcome: &'static str) {
