@@ -7,6 +7,11 @@
 #                             Debian's package starts no service when installed
 #                             in a container (no systemd); tests start their own
 #                             instance on a free port with a temp config.
+#   prometheus                the real Prometheus that scrapes both binaries'
+#                             /metrics in the end-to-end suite (tests/e2e_*.rs,
+#                             found through tests/support/prometheus.rs). Same
+#                             story: no service starts; tests run their own on
+#                             a free port with a temp config and TSDB directory.
 #   Python OpenTelemetry SDK  opentelemetry-sdk and the OTLP exporters (gRPC and
 #                             HTTP/protobuf), pinned, from PyPI into the project's
 #                             own venv .peers/venv, so CI and a fresh machine run
@@ -38,6 +43,17 @@ else
   apt_install prometheus-alertmanager
   command -v prometheus-alertmanager >/dev/null || {
     echo "setup-peers: prometheus-alertmanager still not on PATH after install" >&2
+    exit 1
+  }
+fi
+
+if command -v prometheus >/dev/null; then
+  echo "prometheus: present ($(command -v prometheus))"
+else
+  echo "prometheus: installing (Debian package)"
+  apt_install prometheus
+  command -v prometheus >/dev/null || {
+    echo "setup-peers: prometheus still not on PATH after install" >&2
     exit 1
   }
 fi
