@@ -7,6 +7,11 @@
 #                             Debian's package starts no service when installed
 #                             in a container (no systemd); tests start their own
 #                             instance on a free port with a temp config.
+#   prometheus                the real Prometheus that scrapes both binaries'
+#                             /metrics in the end-to-end suite (tests/e2e_*.rs,
+#                             found through tests/support/prometheus.rs). Same
+#                             story: no service starts; tests run their own on
+#                             a free port with a temp config and TSDB directory.
 #   Python OpenTelemetry SDK  opentelemetry-sdk and the OTLP exporters (gRPC and
 #                             HTTP/protobuf), pinned, from PyPI into the project's
 #                             own venv .peers/venv, so CI and a fresh machine run
@@ -50,6 +55,17 @@ else
   }
 fi
 
+if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+  echo "prometheus: present ($(command -v prometheus))"
+else
+  echo "prometheus: installing (Debian package)"
+  apt_install prometheus
+  command -v prometheus >/dev/null || {
+    echo "setup-peers: prometheus still not on PATH after install" >&2
+    exit 1
+  }
+fi
+
 # Python OpenTelemetry SDK, pinned. Bump the versions together (the SDK and its
 # exporters are released in lockstep).
 OTEL_PY_VERSION=1.45.2
@@ -85,15 +101,9 @@ else
   }
 fi
 
-# promtool ships with Debian's prometheus package; amtool with the
-# alertmanager one (installed above).
-if command -v promtool >/dev/null; then
-  echo "promtool: present ($(command -v promtool))"
-else
-  echo "promtool: installing (Debian package prometheus)"
-  apt_install prometheus
-  command -v promtool >/dev/null || { echo "setup-peers: promtool still not on PATH after install" >&2; exit 1; }
-fi
+# promtool ships with Debian's prometheus package, amtool with the
+# alertmanager one (both installed above).
+command -v promtool >/dev/null || { echo "setup-peers: promtool missing (it comes with prometheus)" >&2; exit 1; }
 command -v amtool >/dev/null || { echo "setup-peers: amtool missing (it comes with prometheus-alertmanager)" >&2; exit 1; }
 
 # kubernetes-validate, pinned, into the project venv (it bundles the
