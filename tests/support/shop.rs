@@ -28,7 +28,7 @@ pub struct Emitted {
 
 pub struct Shop {
     child: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
     stderr: PathBuf,
     /// Unix seconds of step 0.
@@ -59,7 +59,7 @@ impl Shop {
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut shop = Shop {
             child,
-            stdin,
+            stdin: Some(stdin),
             stdout,
             stderr,
             t0,
@@ -87,10 +87,12 @@ impl Shop {
     pub async fn run(&mut self, phase: &str, from: i64, to: i64) -> Emitted {
         let cmd = serde_json::json!({ "phase": phase, "from": from, "to": to });
         self.stdin
+            .as_mut()
+            .expect("the script is still running")
             .write_all(format!("{cmd}\n").as_bytes())
             .await
             .unwrap();
-        self.stdin.flush().await.unwrap();
+        self.stdin.as_mut().unwrap().flush().await.unwrap();
         let a = self.answer(Duration::from_secs(90)).await;
         assert_eq!(
             a["ok"],
@@ -112,8 +114,8 @@ impl Shop {
     }
 
     /// Closes stdin; the script shuts its providers down and exits.
-    pub async fn finish(mut self) {
-        drop(self.stdin);
+    pub async fn finish(&mut self) {
+        drop(self.stdin.take());
         let st = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("payments.py exits")
