@@ -73,6 +73,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Request, Status};
 
 use crate::pipeline::DroppedRecords;
+use argus_common::error::chain;
 use argus_common::otlp::{Payload, Signal};
 use argus_common::shutdown::Shutdown;
 
@@ -358,18 +359,6 @@ fn client_tls(cfg: &TlsConfig, timeout: Duration) -> Result<ClientTlsConfig, Vec
     } else {
         Err(problems)
     }
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// What the endpoint said to a successful request.

@@ -6,8 +6,10 @@
 //! - [`ops`]: the `/metrics`, `/healthz`, `/readyz` HTTP server.
 //! - [`shutdown`]: the shutdown signal every task takes, with a grace period.
 //! - [`backoff`]: exponential backoff with full jitter.
+//! - [`error`]: errors on one line, causes included.
 
 pub mod backoff;
+pub mod error;
 pub mod ops;
 pub mod otlp;
 pub mod shutdown;

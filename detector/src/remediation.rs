@@ -59,6 +59,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use argus_common::error::chain;
 use argus_common::shutdown::{Shutdown, TaskTracker};
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
@@ -875,7 +876,7 @@ async fn send(inner: &Inner, rule: &Rule, a: &Action) -> bool {
                 }
                 (Some(s.as_u16()), retry_after, error)
             }
-            Err(e) => (None, None, error_chain(&e.without_url())),
+            Err(e) => (None, None, chain(&e.without_url())),
         };
         let last = attempt >= inner.max_attempts || inner.shutdown.is_triggered();
         line(
@@ -909,16 +910,4 @@ async fn send(inner: &Inner, rule: &Rule, a: &Action) -> bool {
             }
         }
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use argus_common::backoff::BackoffConfig;
+use argus_common::error::chain;
 use parking_lot::Mutex;
 use reqwest::{StatusCode, Url};
 use tokio::sync::Notify;
@@ -377,7 +378,7 @@ impl Replica {
                 };
                 return Err(Failure::Retryable {
                     outcome,
-                    error: error_chain(&e),
+                    error: chain(&e),
                     retry_after: None,
                 });
             }
@@ -417,19 +418,6 @@ fn snippet(text: &str) -> String {
         s.push('…');
     }
     s
-}
-
-/// An error and its causes on one line (reqwest hides "connection refused"
-/// two levels down).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
