@@ -56,9 +56,11 @@ pub mod telemetry;
 pub use telemetry::{DroppedRecords, PipelineTelemetry};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use argus_common::otlp::{Payload, PayloadError, Signal};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use argus_common::shutdown::Shutdown;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// "Your data is durable now": called once, after the batch holding it was
 /// appended to the disk queue. Dropping an `Ack` uncalled means "not durable"
@@ -169,6 +171,60 @@ impl MemoryPermit {
         self.permit
             .as_ref()
             .map_or(0, |p| p.num_permits() * MemoryLimiter::UNIT)
+    }
+}
+
+/// What became of a periodic source's payload offered with [`offer`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// In the batcher's channel.
+    Sent,
+    /// Not taken in time: `memory` (no budget) or `pipeline_full` (the
+    /// batcher's channel stayed full). The caller logs and counts it.
+    Dropped(&'static str),
+    /// The shutdown fired: stop.
+    Shutdown,
+    /// The batcher is gone: stop.
+    Closed,
+}
+
+/// Hands a periodic source's payload (a host-metrics or scrape round) to
+/// the pipeline, waiting at most `within` for memory budget and a channel
+/// slot together. Periodic sources pass their interval: a round the
+/// pipeline cannot take before the next one is due is dropped rather than
+/// queued behind it, so a stalled destination never piles up stale rounds.
+pub async fn offer(
+    out: &mpsc::Sender<Envelope>,
+    limiter: &MemoryLimiter,
+    payload: Payload,
+    source: &'static str,
+    within: Duration,
+    shutdown: &Shutdown,
+) -> Offer {
+    let bytes = payload.encoded_len();
+    let deadline = tokio::time::sleep(within);
+    tokio::pin!(deadline);
+    let permit = tokio::select! {
+        _ = shutdown.wait() => return Offer::Shutdown,
+        _ = &mut deadline => return Offer::Dropped("memory"),
+        p = limiter.acquire(bytes) => p,
+    };
+    let slot = tokio::select! {
+        _ = shutdown.wait() => return Offer::Shutdown,
+        _ = &mut deadline => return Offer::Dropped("pipeline_full"),
+        s = out.reserve() => s,
+    };
+    match slot {
+        Ok(slot) => {
+            slot.send(Envelope {
+                payload,
+                source,
+                acks: Vec::new(),
+                permit,
+            });
+            Offer::Sent
+        }
+        Err(_) => Offer::Closed,
     }
 }
 

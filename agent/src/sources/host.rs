@@ -62,7 +62,7 @@ use tokio::sync::mpsc;
 
 use argus_common::shutdown::Shutdown;
 
-use crate::pipeline::{Envelope, MemoryLimiter, Payload};
+use crate::pipeline::{Envelope, MemoryLimiter, Offer, Payload, offer};
 use metric_set::{Stamp, str_attr};
 
 /// Why a host collector could not report.
@@ -914,27 +914,11 @@ impl HostMetrics {
             if payload.item_count() == 0 {
                 continue; // every collector failed: already logged and counted
             }
-            let bytes = payload.encoded_len();
-            let deadline = tokio::time::sleep(interval);
-            tokio::pin!(deadline);
-            let permit = tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = &mut deadline => { self.dropped("memory"); continue; }
-                p = limiter.acquire(bytes) => p,
-            };
-            let slot = tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = &mut deadline => { self.dropped("pipeline_full"); continue; }
-                s = out.reserve() => s,
-            };
-            match slot {
-                Ok(slot) => slot.send(Envelope {
-                    payload,
-                    source: "host",
-                    acks: Vec::new(),
-                    permit,
-                }),
-                Err(_) => {
+            match offer(&out, &limiter, payload, "host", interval, &shutdown).await {
+                Offer::Sent => {}
+                Offer::Dropped(reason) => self.dropped(reason),
+                Offer::Shutdown => return,
+                Offer::Closed => {
                     tracing::info!("host metrics: pipeline closed, stopping");
                     return;
                 }

@@ -51,7 +51,7 @@ use tokio::sync::mpsc;
 
 use argus_common::shutdown::{Shutdown, TaskTracker};
 
-use crate::pipeline::{Envelope, MemoryLimiter, Payload};
+use crate::pipeline::{Envelope, MemoryLimiter, Offer, Payload, offer};
 use exposition::Format;
 use translation::{StartTimes, kv};
 
@@ -562,27 +562,10 @@ impl Scrape {
                 r = self.scrape_target(index) => r,
             };
             let payload = Payload::Metrics(request);
-            let bytes = payload.encoded_len();
-            let deadline = tokio::time::sleep(interval);
-            tokio::pin!(deadline);
-            let permit = tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = &mut deadline => { self.dropped("memory"); continue; }
-                p = limiter.acquire(bytes) => p,
-            };
-            let slot = tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = &mut deadline => { self.dropped("pipeline_full"); continue; }
-                s = out.reserve() => s,
-            };
-            match slot {
-                Ok(slot) => slot.send(Envelope {
-                    payload,
-                    source: "scrape",
-                    acks: Vec::new(),
-                    permit,
-                }),
-                Err(_) => return,
+            match offer(&out, &limiter, payload, "scrape", interval, &shutdown).await {
+                Offer::Sent => {}
+                Offer::Dropped(reason) => self.dropped(reason),
+                Offer::Shutdown | Offer::Closed => return,
             }
         }
     }
