@@ -93,17 +93,10 @@ fn main() {
         version: "bench".into(),
     });
     for s in c.ingest.registry().iter() {
-        let Some(det) = s.state.detector.as_deref() else {
+        let Some(out) = SeriesOut::live(&s) else {
             continue;
         };
-        enc.series(&SeriesOut {
-            signal: s.key.signal(),
-            name: s.key.name(),
-            labels: s.key.label_vec(),
-            detector: det,
-            recent: s.state.recent.iter().copied().collect(),
-            incident: s.state.incident,
-        });
+        enc.series(&out);
         if enc.len() > 8 << 20 {
             w.take(&mut enc).unwrap();
         }

@@ -281,17 +281,10 @@ impl Shared {
                     let Some(s) = core.ingest.series(id) else {
                         continue;
                     };
-                    let Some(det) = s.state.detector.as_deref() else {
+                    let Some(out) = SeriesOut::live(&s) else {
                         continue;
                     };
-                    enc.series(&SeriesOut {
-                        signal: s.key.signal(),
-                        name: s.key.name(),
-                        labels: s.key.label_vec(),
-                        detector: det,
-                        recent: s.state.recent.iter().copied().collect(),
-                        incident: s.state.incident,
-                    });
+                    enc.series(&out);
                     series += 1;
                 }
             }

@@ -52,7 +52,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::engine::{EngineConfig, SeriesDetector};
 use crate::incident::Incident;
 use crate::maintenance::Window;
-use crate::scoring::RecentPoint;
+use crate::registry::SeriesRef;
+use crate::scoring::{RecentPoint, SeriesState};
 
 pub const MAGIC: &[u8; 8] = b"ARGUSDET";
 pub const VERSION: u32 = 1;
@@ -107,6 +108,22 @@ pub struct SeriesOut<'a> {
     pub detector: &'a SeriesDetector,
     pub recent: Vec<RecentPoint>,
     pub incident: Option<u64>,
+}
+
+impl<'a> SeriesOut<'a> {
+    /// A live series as written, or `None` while it has no detector yet
+    /// (nothing learnt that a restart would miss).
+    pub fn live(series: &SeriesRef<'a, SeriesState>) -> Option<Self> {
+        let s = series.state;
+        Some(SeriesOut {
+            signal: series.key.signal(),
+            name: series.key.name(),
+            labels: series.key.label_vec(),
+            detector: s.detector.as_deref()?,
+            recent: s.recent.iter().copied().collect(),
+            incident: s.incident,
+        })
+    }
 }
 
 /// … and as read back.
