@@ -21,11 +21,13 @@ pub const ACK_MAGIC: [u8; 6] = *b"ARGUSA";
 /// Format version of both files; a reader refuses nothing but logs others.
 pub const VERSION: u16 = 1;
 /// Length of the segment file header.
-pub const SEGMENT_HEADER_LEN: usize = 32;
+pub const SEGMENT_HEADER_LEN: usize = FILE_HEADER_LEN;
 /// Length of the per-record header that precedes every body.
 pub const RECORD_HEADER_LEN: usize = 32;
 /// Length of the ack file header.
-pub const ACK_HEADER_LEN: usize = 32;
+pub const ACK_HEADER_LEN: usize = FILE_HEADER_LEN;
+/// Both file headers share one layout (see `seal_file_header`).
+const FILE_HEADER_LEN: usize = 32;
 /// Length of one ack file entry.
 pub const ACK_ENTRY_LEN: usize = 8;
 /// Starts every record header. `0xC1` and `0xFE` never occur in UTF-8 and
@@ -99,37 +101,56 @@ pub struct SegmentHeader {
 
 impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
-        let mut b = [0u8; SEGMENT_HEADER_LEN];
-        b[0..6].copy_from_slice(&SEGMENT_MAGIC);
-        b[6..8].copy_from_slice(&VERSION.to_le_bytes());
-        b[8..16].copy_from_slice(&self.first_seq.to_le_bytes());
-        b[16..24].copy_from_slice(&self.created_unix_ms.to_le_bytes());
-        // 24..28 reserved, zero.
-        let c = crc(&[&b[0..28]]);
-        b[28..32].copy_from_slice(&c.to_le_bytes());
-        b
+        let mut fields = [0u8; 16];
+        fields[0..8].copy_from_slice(&self.first_seq.to_le_bytes());
+        fields[8..16].copy_from_slice(&self.created_unix_ms.to_le_bytes());
+        seal_file_header(&SEGMENT_MAGIC, &fields)
     }
 
     pub fn decode(buf: &[u8]) -> Result<Self, HeaderError> {
-        let b = buf.get(..SEGMENT_HEADER_LEN).ok_or(HeaderError::Short)?;
-        if b[0..6] != SEGMENT_MAGIC {
-            return Err(HeaderError::Magic);
-        }
-        if crc(&[&b[0..28]]) != u32_at(b, 28) {
-            return Err(HeaderError::Checksum);
-        }
-        let version = u16_at(b, 6);
-        if version != VERSION {
-            return Err(HeaderError::Version(version));
-        }
-        if b[24..28] != [0; 4] {
-            return Err(HeaderError::Reserved);
-        }
+        let b = open_file_header(buf, &SEGMENT_MAGIC, 16)?;
         Ok(SegmentHeader {
             first_seq: u64_at(b, 8),
             created_unix_ms: u64_at(b, 16) as i64,
         })
     }
+}
+
+/// Segment and ack files start with the same 32-byte layout: magic (6) ·
+/// version (u16) · the file's fields from byte 8 · zero reserved bytes up
+/// to 28 · CRC-32C of bytes 0..28 at 28.
+fn seal_file_header(magic: &[u8; 6], fields: &[u8]) -> [u8; FILE_HEADER_LEN] {
+    let mut b = [0u8; FILE_HEADER_LEN];
+    b[0..6].copy_from_slice(magic);
+    b[6..8].copy_from_slice(&VERSION.to_le_bytes());
+    b[8..8 + fields.len()].copy_from_slice(fields);
+    let c = crc(&[&b[0..28]]);
+    b[28..32].copy_from_slice(&c.to_le_bytes());
+    b
+}
+
+/// Checks a [`seal_file_header`] layout with `fields_len` bytes of fields;
+/// the header's bytes.
+fn open_file_header<'b>(
+    buf: &'b [u8],
+    magic: &[u8; 6],
+    fields_len: usize,
+) -> Result<&'b [u8], HeaderError> {
+    let b = buf.get(..FILE_HEADER_LEN).ok_or(HeaderError::Short)?;
+    if b[0..6] != magic[..] {
+        return Err(HeaderError::Magic);
+    }
+    if crc(&[&b[0..28]]) != u32_at(b, 28) {
+        return Err(HeaderError::Checksum);
+    }
+    let version = u16_at(b, 6);
+    if version != VERSION {
+        return Err(HeaderError::Version(version));
+    }
+    if b[8 + fields_len..28].iter().any(|&x| x != 0) {
+        return Err(HeaderError::Reserved);
+    }
+    Ok(b)
 }
 
 /// Encodes the 32-byte header of a record holding `body`.
@@ -420,33 +441,12 @@ pub fn scan_segment(buf: &[u8]) -> SegmentScan {
 
 /// Encodes an ack file header for the segment starting at `first_seq`.
 pub fn encode_ack_header(first_seq: u64) -> [u8; ACK_HEADER_LEN] {
-    let mut b = [0u8; ACK_HEADER_LEN];
-    b[0..6].copy_from_slice(&ACK_MAGIC);
-    b[6..8].copy_from_slice(&VERSION.to_le_bytes());
-    b[8..16].copy_from_slice(&first_seq.to_le_bytes());
-    // 16..28 reserved, zero.
-    let c = crc(&[&b[0..28]]);
-    b[28..32].copy_from_slice(&c.to_le_bytes());
-    b
+    seal_file_header(&ACK_MAGIC, &first_seq.to_le_bytes())
 }
 
 /// Decodes an ack file header, returning the segment's first sequence number.
 pub fn decode_ack_header(buf: &[u8]) -> Result<u64, HeaderError> {
-    let b = buf.get(..ACK_HEADER_LEN).ok_or(HeaderError::Short)?;
-    if b[0..6] != ACK_MAGIC {
-        return Err(HeaderError::Magic);
-    }
-    if crc(&[&b[0..28]]) != u32_at(b, 28) {
-        return Err(HeaderError::Checksum);
-    }
-    let version = u16_at(b, 6);
-    if version != VERSION {
-        return Err(HeaderError::Version(version));
-    }
-    if b[16..28] != [0; 12] {
-        return Err(HeaderError::Reserved);
-    }
-    Ok(u64_at(b, 8))
+    open_file_header(buf, &ACK_MAGIC, 8).map(|b| u64_at(b, 8))
 }
 
 /// Encodes the ack entry "record `first_seq + index` is settled". The
