@@ -47,13 +47,29 @@ impl SigningKey {
 
     /// `v1,<base64 signature>` of one message.
     pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
+        let mac = self.mac(id, timestamp, body);
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// The receiving side: whether any `v1` entry of a `webhook-signature`
+    /// header is this key's signature of the message, compared in constant
+    /// time. Timestamp tolerance and replay are the receiver's to check.
+    pub fn verifies(&self, id: &str, timestamp: u64, body: &[u8], header: &str) -> bool {
+        header
+            .split(' ')
+            .filter_map(|entry| entry.strip_prefix("v1,"))
+            .filter_map(|sig| STANDARD.decode(sig).ok())
+            .any(|sig| self.mac(id, timestamp, body).verify_slice(&sig).is_ok())
+    }
+
+    fn mac(&self, id: &str, timestamp: u64, body: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        mac
     }
 }
 
@@ -100,6 +116,24 @@ mod tests {
             ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    #[test]
+    fn verifies_its_own_signatures_only() {
+        let key = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let other = SigningKey::parse("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        let header = signature_header(&[other.clone(), key.clone()], "msg_x", 7, b"{}");
+        assert!(
+            key.verifies("msg_x", 7, b"{}", &header),
+            "any entry may match"
+        );
+        assert!(!key.verifies("msg_x", 7, b"{ }", &header), "body changed");
+        assert!(!key.verifies("msg_y", 7, b"{}", &header), "id changed");
+        assert!(
+            !key.verifies("msg_x", 8, b"{}", &header),
+            "timestamp changed"
+        );
+        assert!(!key.verifies("msg_x", 7, b"{}", "v1,!!notbase64 v2,abc"));
     }
 
     #[test]
