@@ -680,18 +680,27 @@ where
     }
 }
 
-/// Payments RED series still learning (None: none scored yet).
-async fn learning_series(http: &reqwest::Client, api: &str) -> Option<usize> {
-    let v: serde_json::Value = http
-        .get(format!("{api}/api/v1/series"))
+/// `GET /api/v1/series?match=…`, with or without the recent points.
+async fn series_api(
+    http: &reqwest::Client,
+    api: &str,
+    selector: &str,
+    points: bool,
+) -> reqwest::Result<serde_json::Value> {
+    http.get(format!("{api}/api/v1/series"))
         .query(&[
-            ("match", "span.*{service=\"payments\"}"),
-            ("points", "false"),
+            ("match", selector),
+            ("points", if points { "true" } else { "false" }),
         ])
         .send()
-        .await
-        .ok()?
+        .await?
         .json()
+        .await
+}
+
+/// Payments RED series still learning (None: none scored yet).
+async fn learning_series(http: &reqwest::Client, api: &str) -> Option<usize> {
+    let v = series_api(http, api, "span.*{service=\"payments\"}", false)
         .await
         .ok()?;
     let list = v["series"].as_array()?;
@@ -722,13 +731,7 @@ async fn fetch_series(http: &reqwest::Client, api: &str) -> Result<Vec<SeriesVie
             "payments · new or rare error log lines per second",
         ),
     ] {
-        let v: serde_json::Value = http
-            .get(format!("{api}/api/v1/series"))
-            .query(&[("match", sel)])
-            .send()
-            .await?
-            .json()
-            .await?;
+        let v = series_api(http, api, sel, true).await?;
         if let Some(s) = v["series"].as_array().and_then(|l| l.first()) {
             out.push(SeriesView::from_api(title, s));
         }

@@ -303,6 +303,27 @@ pub(crate) mod synth {
         }
     }
 
+    /// A model's scenario table: `(scenario, min_z)` rows, where `min_z`
+    /// is what the onset must exceed within `within` points (0: not this
+    /// model's job). Every scenario, seeded with `seed`, must also stay
+    /// below `quiet_z` from point `quiet_from` until its onset.
+    pub fn check_table(
+        table: &[(&'static str, f64)],
+        seed: u64,
+        (quiet_from, quiet_z): (usize, f64),
+        within: usize,
+        run: impl Fn(&[f64]) -> Vec<super::Surprise>,
+    ) {
+        for &(name, min_z) in table {
+            let sc = scenario(name, seed);
+            let s = run(&sc.values);
+            sc.assert_quiet(&s, quiet_from, quiet_z);
+            if min_z > 0.0 {
+                sc.assert_hot(&s, within, min_z);
+            }
+        }
+    }
+
     /// Runs a fresh model over `values` at five-minute steps (or the given
     /// timestamps), maintaining the shared history and scale floor as the
     /// engine does.

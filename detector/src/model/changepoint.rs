@@ -160,7 +160,7 @@ impl Model for Changepoint {
 mod tests {
     use super::*;
 
-    use crate::model::synth::{ONSET, Rng, max_z, run_model, scenario};
+    use crate::model::synth::{ONSET, Rng, check_table, max_z, run_model, scenario};
 
     fn run(values: &[f64]) -> Vec<Surprise> {
         run_model::<Changepoint>(&ChangepointConfig::default(), None, values)
@@ -176,15 +176,8 @@ mod tests {
             ("noisy", 0.0),
             ("flatline", 0.0),
         ];
-        for &(name, min_z) in table {
-            let sc = scenario(name, 31);
-            let s = run(&sc.values);
-            // Noise alone never gets near the reset threshold.
-            sc.assert_quiet(&s, 100, 12.0);
-            if min_z > 0.0 {
-                sc.assert_hot(&s, 80, min_z);
-            }
-        }
+        // Noise alone never gets near the reset threshold (quiet below 12).
+        check_table(table, 31, (100, 12.0), 80, run);
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Model for Ewma {
 mod tests {
     use super::*;
 
-    use crate::model::synth::{ONSET, max_z, run_model, scenario};
+    use crate::model::synth::{ONSET, check_table, max_z, run_model, scenario};
 
     fn run(values: &[f64]) -> Vec<Surprise> {
         run_model::<Ewma>(&EwmaConfig::default(), None, values)
@@ -144,14 +144,7 @@ mod tests {
             ("flatline", 0.0),
             ("noisy", 0.0),
         ];
-        for &(name, min_z) in table {
-            let sc = scenario(name, 11);
-            let s = run(&sc.values);
-            sc.assert_quiet(&s, 100, 5.5);
-            if min_z > 0.0 {
-                sc.assert_hot(&s, 40, min_z);
-            }
-        }
+        check_table(table, 11, (100, 5.5), 40, run);
     }
 
     #[test]

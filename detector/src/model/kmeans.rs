@@ -223,7 +223,7 @@ impl Model for KMeansModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::synth::{Rng, max_z, run_model, scenario};
+    use crate::model::synth::{Rng, check_table, max_z, run_model, scenario};
 
     fn run(cfg: &KMeansConfig, values: &[f64]) -> Vec<Surprise> {
         run_model::<KMeansModel>(cfg, None, values)
@@ -249,14 +249,7 @@ mod tests {
             ("level_shift", 0.0),
             ("noisy", 0.0),
         ];
-        for &(name, min_z) in table {
-            let sc = scenario(name, 41);
-            let s = run(&cfg, &sc.values);
-            sc.assert_quiet(&s, 300, 6.0);
-            if min_z > 0.0 {
-                sc.assert_hot(&s, 20, min_z);
-            }
-        }
+        check_table(table, 41, (300, 6.0), 20, |v| run(&cfg, v));
     }
 
     #[test]

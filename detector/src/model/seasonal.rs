@@ -419,7 +419,9 @@ mod tests {
     use super::*;
 
     use crate::model::History;
-    use crate::model::synth::{ONSET, T0, max_z, run_model_floored, scenario, timestamps};
+    use crate::model::synth::{
+        ONSET, T0, check_table, max_z, run_model_floored, scenario, timestamps,
+    };
 
     fn run_ts(cfg: &SeasonalConfig, ts: &[i64], values: &[f64]) -> Vec<Surprise> {
         run_model_floored::<Seasonal>(cfg, Some(ts), values, false)
@@ -448,14 +450,7 @@ mod tests {
             ("noisy", 0.0),
             ("drift", 0.0),
         ];
-        for &(name, min_z) in table {
-            let sc = scenario(name, 21);
-            let s = run(&sc.values);
-            sc.assert_quiet(&s, 600, 5.5);
-            if min_z > 0.0 {
-                sc.assert_hot(&s, 60, min_z);
-            }
-        }
+        check_table(table, 21, (600, 5.5), 60, run);
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Model for Volatility {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::synth::{run_model, scenario};
+    use crate::model::synth::{check_table, run_model};
 
     fn run(values: &[f64]) -> Vec<Surprise> {
         run_model::<Volatility>(&VolatilityConfig::default(), None, values)
@@ -128,14 +128,7 @@ mod tests {
             ("noisy", 0.0),
             ("level_shift", 0.0),
         ];
-        for &(name, min_z) in table {
-            let sc = scenario(name, 51);
-            let s = run(&sc.values);
-            sc.assert_quiet(&s, 200, 1.5);
-            if min_z > 0.0 {
-                sc.assert_hot(&s, 30, min_z);
-            }
-        }
+        check_table(table, 51, (200, 1.5), 30, run);
     }
 
     #[test]
