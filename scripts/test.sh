@@ -15,6 +15,9 @@ if [ -z "${SKIP_PEERS:-}" ]; then
 fi
 # Peers installed into the project's own prefix are found through PATH.
 export PATH="$PWD/.peers/bin:$PATH"
+# One-shot builds gain nothing from incremental state, which would add
+# gigabytes to target/ on a machine whose disk CI shares; override to opt in.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 stage "cargo fmt --check"
 cargo fmt --all -- --check
