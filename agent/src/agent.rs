@@ -331,6 +331,7 @@ pub async fn start(config: &AgentConfig, shutdown: Shutdown) -> Result<RunningAg
         http = http_addr.map(|a| a.to_string()),
         ops = %ops_addr,
         endpoint = %config.exporter.endpoint,
+        allocator = crate::allocator::AgentAllocator::in_use().unwrap_or("system"),
         "argus-agent started"
     );
     Ok(RunningAgent {

@@ -30,11 +30,14 @@
 //! - [`queue`]: the durable disk queue (on-disk format and guarantees in its
 //!   docs).
 //! - [`exporter`]: the OTLP/gRPC exporter (retries, splitting, TLS, auth).
+//! - [`allocator`]: the `argus-agent` binary's global allocator (mimalloc,
+//!   glibc on request).
 //!
 //! Self-metrics are registered by each component in one registry prefixed
 //! `argus_agent` and served by the ops server with `/healthz` and `/readyz`.
 
 pub mod agent;
+pub mod allocator;
 pub mod batch;
 pub mod cli;
 pub mod config;

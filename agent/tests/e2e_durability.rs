@@ -14,18 +14,20 @@
 //!
 //! Lines are sent twice after a `kill -9` for two reasons only, and the test
 //! measures both together:
-//! 1. the file source's checkpoint is written every `checkpoint_interval`
-//!    (default 200 ms): lines appended to the disk queue after the last
-//!    checkpoint write are read again, whether or not they were exported —
-//!    at most one `checkpoint_interval` of input;
+//! 1. the file source writes its checkpoint (without fsync: `kill -9` spares
+//!    the page cache) the moment an acknowledgement moves it, so lines
+//!    appended to the disk queue but not yet covered by the checkpoint on
+//!    disk are those acknowledged while the last write was being made —
+//!    about one envelope (`batch_max_records`, 4096) however fast the file
+//!    is being read;
 //! 2. records the exporter had delivered but whose queue ack was not yet
 //!    written are delivered again: the window between the endpoint's answer
 //!    and one 8-byte `write(2)`.
 //!
-//! The agent's defaults make (1) one batch: `checkpoint_interval` equals
-//! `batch.timeout` (200 ms), and a batch closes at that timeout or at
-//! `batch.max_items`. The bound asserted is one batch, `batch.max_items`
-//! (8192); the measured count is printed (about rate × 200 ms).
+//! The bound asserted is the issue's: one batch, `batch.max_items` (8192).
+//! (With the checkpoint on a 200 ms timer alone, (1) was 200 ms of reading,
+//! which reached 11,296 lines when the agent was catching up under a full
+//! `cargo test` on 2 cores.)
 
 #[path = "support/logfile.rs"]
 mod logfile;
@@ -171,15 +173,9 @@ async fn kill_9_mid_stream_loses_no_line_and_duplicates_stay_bounded() {
         "card numbers arrived unmasked: {:?}",
         &t.unmasked[..1]
     );
-    // The file source's documented bound (sources/file.rs, "kill -9"): lines
-    // acknowledged after the last checkpoint write (≤ checkpoint_interval,
-    // 200 ms) plus lines read but not yet acknowledged (the batch being
-    // filled and the envelopes queued behind it). Measured 3,809–4,096 on
-    // a quiet machine and 11,296 under a full `cargo test --workspace` on
-    // 2 cores: the "at most one batch" holds only when the agent
-    // keeps up. Asserted: three batches, so a regression to re-reading
-    // whole files still fails loudly.
-    let bound = 3 * BATCH_MAX_ITEMS;
+    // The file source's documented bound (sources/file.rs, "kill -9"): at
+    // most one batch, whatever the load.
+    let bound = BATCH_MAX_ITEMS;
     eprintln!(
         "kill -9 after {at_kill} delivered lines: {written} written at {rate:.0}/s, {} duplicates (bound {bound})",
         t.duplicates

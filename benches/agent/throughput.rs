@@ -23,11 +23,9 @@
 //!    an empty directory, measured for CPU and RSS over
 //!    `ARGUS_BENCH_IDLE_SECS` (default 60) after 2 s of settling.
 //!
-//! The variants run the same binary: glibc malloc as shipped, and glibc
-//! malloc tuned through `GLIBC_TUNABLES` (fixed mmap threshold, high trim
-//! threshold, two arenas) — the trim/re-fault churn the file source's
-//! benchmark found — so a change of allocator or a `mallopt` in `main` is
-//! decided on numbers from one run.
+//! The variants run the same binary (`agent/src/allocator.rs`): mimalloc
+//! as shipped, and glibc malloc (`ARGUS_AGENT_ALLOCATOR=system`), the
+//! allocator it replaced, so the allocator's share is measured in one run.
 //!
 //! Prints lines/s, CPU-seconds per million lines, lines per CPU-second, the
 //! ratio against the baselines, peak and idle RSS, idle CPU. Targets (issue
@@ -35,29 +33,30 @@
 //! are the agent's own (the sink's and the generator's are not counted), so
 //! they hold on a loaded machine; the wall-clock rate does not.
 
-//! # Measured (2026-11-21, 2-core VM shared with two compiling builds)
+//! # Measured (2026-11-21, 2-core VM, otherwise idle)
 //!
 //! 2,000,000 lines (352.6 MiB), idle window 30 s:
 //!
-//! | | glibc as shipped | glibc tuned |
+//! | | mimalloc (shipped) | glibc malloc |
 //! |---|---|---|
-//! | lines per CPU-second | 123,839 | 124,922 |
-//! | CPU-s per million lines | 8.08 | 8.01 |
-//! | lines/s wall (machine loaded) | 74,348 | 69,363 |
-//! | peak RSS | 183.6 MiB | 156.2 MiB |
-//! | idle RSS, host metrics on | 11.5 MiB | 11.9 MiB |
-//! | idle CPU | 0.10 % of a core | 0.13 % |
+//! | lines per CPU-second | 185,014 | 104,822 |
+//! | CPU-s per million lines | 5.41 | 9.54 |
+//! | lines/s wall | 267,701 | 156,045 |
+//! | peak RSS | 110.8 MiB | 103.3 MiB |
+//! | idle RSS, host metrics on | 12.7 MiB | 12.7 MiB |
+//! | idle CPU | 0.13 % of a core | 0.17 % |
 //!
-//! Baselines in the same run: `cat` 112 M lines/CPU-s, read + split 67 M.
-//! The 500,000 lines/CPU-s target is missed by 4×; idle RSS is met. Where
-//! the agent's CPU goes (`perf record -a` over a 300,000-line run, samples
-//! of the agent's threads only): gzip (`miniz_oxide` deflate) 29 %, glibc
-//! `malloc`/`free` (with `malloc_consolidate`, `unlink_chunk`) 27 %, prost
-//! encode/decode 12 %, the rest (reads, queue `pwrite`, CRI/JSON parsing,
-//! transform) 32 %. Tuning glibc's trim/mmap thresholds changes nothing;
-//! the next steps are a faster deflate (or a lower level) for the exporter
-//! and an allocator such as mimalloc, then fewer encode/decode passes
-//! between batcher, queue and exporter.
+//! Baselines in the same run: `cat` 59 M lines/CPU-s, read + split 65 M.
+//! The 500,000 lines/CPU-s target is still missed, by 2.7×; idle RSS is
+//! met. (Before mimalloc and the zlib-rs deflate backend: 124k lines/CPU-s
+//! with glibc and miniz_oxide.) Where the mimalloc agent's CPU goes now
+//! (`perf record -a`, the agent's threads only): gzip (zlib-rs deflate at
+//! tonic's fixed level 6) 24 %, prost encode/decode 16 % (the batch is
+//! encoded for the queue, decoded by the drain and encoded again by tonic),
+//! allocation 9 %, kernel 8 %, the rest CRI/JSON parsing, correlation and
+//! masking. Next: hand the queue's encoded bytes to the gRPC call without
+//! the decode/encode round trip, and a faster gzip level (tonic fixes 6;
+//! zstd where the endpoint accepts it).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -203,6 +202,7 @@ impl Agent {
             .arg(&cfg)
             .env_remove("RUST_LOG")
             .env_remove("GLIBC_TUNABLES")
+            .env_remove("ARGUS_AGENT_ALLOCATOR")
             .envs(env.iter().copied());
         let mut child = child
             .stderr(Stdio::piped())
@@ -354,18 +354,13 @@ fn main() {
     }
 }
 
-/// The allocator settings compared, on the same binary: glibc malloc as it
-/// comes, and glibc with a fixed mmap threshold and a high trim threshold
-/// (no return of freed batch buffers to the kernel and no re-faulting them
-/// on every batch) and two arenas.
+/// The allocators compared, on the same binary (`agent/src/allocator.rs`):
+/// mimalloc as shipped, and glibc malloc, the baseline it replaced.
 const VARIANTS: [(&str, &[(&str, &str)]); 2] = [
-    ("glibc malloc, defaults", &[]),
+    ("mimalloc (as shipped)", &[]),
     (
-        "glibc malloc, GLIBC_TUNABLES mmap_threshold=4MiB trim_threshold=16MiB arena_max=2",
-        &[(
-            "GLIBC_TUNABLES",
-            "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=16777216:glibc.malloc.arena_max=2",
-        )],
+        "glibc malloc (ARGUS_AGENT_ALLOCATOR=system)",
+        &[("ARGUS_AGENT_ALLOCATOR", "system")],
     ),
 ];
 

@@ -26,8 +26,9 @@
 //! A file's committed position moves only when the [`Ack`](crate::pipeline::Ack)
 //! of the envelope holding its lines is called, i.e. once the batch is in the
 //! disk queue (`checkpoint` module). Committed positions are written to
-//! `data_dir/checkpoints.json` atomically every `checkpoint_interval` and on
-//! shutdown. The committed position never passes the start of a record that
+//! `data_dir/checkpoints.json` atomically as soon as they move (page cache:
+//! safe from `kill -9`), fsynced every `checkpoint_interval` and on
+//! shutdown (safe from power loss). The committed position never passes the start of a record that
 //! is still incomplete (a CRI `P` chunk waiting for its `F`, an open multiline
 //! group, an unterminated line), so a restart rebuilds it from the file;
 //! records that were already acknowledged are recognised on the way and not
@@ -68,7 +69,8 @@
 //!
 //! | event                                   | outcome                                                          |
 //! |-----------------------------------------|------------------------------------------------------------------|
-//! | agent restart or `kill -9`              | resumes at the committed position; lines acknowledged after the last checkpoint write (≤ `checkpoint_interval`) and lines not acknowledged yet are read again: duplicates, no loss |
+//! | agent restart or `kill -9`              | resumes at the committed position; lines acknowledged while the last checkpoint write was being made (about one envelope, ≤ `batch_max_records`) are read again: duplicates, no loss. Lines not acknowledged yet are read again too, but they were never sent |
+//! | power loss                              | as above, plus what was acknowledged since the last fsynced write (≤ `checkpoint_interval`) |
 //! | pipeline drops a batch                  | the file is rewound to its committed position and read again (duplicates at most what was in flight) |
 //! | rename rotation while running           | nothing lost (the old file is drained), nothing duplicated       |
 //! | rename to a name `include` also matches | the same file, followed under its new name: nothing read twice   |
@@ -184,10 +186,10 @@ pub struct FileSourceConfig {
     /// emitted as it is.
     #[serde(with = "humantime_serde")]
     pub partial_timeout: Duration,
-    /// How often committed positions are written to disk (when they
-    /// moved). Lines acknowledged since the last write are read again after
-    /// a `kill -9`: the default, 200 ms, equals the agent's `batch.timeout`,
-    /// so that is about one batch.
+    /// How often committed positions are fsynced (when they moved): what a
+    /// power loss can make the agent read again. Against `kill -9` they are
+    /// written (without fsync) the moment an acknowledgement moves them, so
+    /// this interval does not bound what a process crash re-reads.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
     /// At shutdown, how long to wait for in-flight batches to be

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argus_common::backoff::{Backoff, BackoffConfig};
 use argus_common::shutdown::Shutdown;
+use futures::FutureExt;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
@@ -28,7 +29,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use super::checkpoint::{CheckpointError, Entry, Ledger, Mark, Store};
+use super::checkpoint::{CheckpointError, Durability, Entry, Ledger, Mark, Store};
 use super::decoder::{Decoder, Output};
 use super::identity::{self, Check, FileId, Fingerprint};
 use super::k8s::PodLog;
@@ -237,7 +238,7 @@ impl Watcher {
             self.restore_moved(entry, now);
         }
         self.first_start = false;
-        self.write_checkpoint();
+        self.write_checkpoint(Durability::Power);
         Ok(())
     }
 
@@ -577,6 +578,8 @@ impl Watcher {
         let cfg = self.src.config.clone();
         let mut next_scan = Instant::now() + cfg.scan_interval;
         let mut next_checkpoint = Instant::now() + cfg.checkpoint_interval;
+        // An acknowledgement (or an abandonment) arrived since the last look.
+        let mut acked = false;
         'outer: loop {
             if shutdown.is_triggered() {
                 break;
@@ -600,9 +603,16 @@ impl Watcher {
                 }
             }
             self.close_finished();
+            // A committed mark moved: out of reach of a kill -9 at once, so
+            // a restart re-reads about one envelope, not one interval of
+            // reading (see the checkpoint module).
+            acked |= self.wake.notified().now_or_never().is_some();
+            if std::mem::take(&mut acked) {
+                self.write_checkpoint(Durability::Process);
+            }
             let now = Instant::now();
             if now >= next_checkpoint {
-                self.write_checkpoint();
+                self.write_checkpoint(Durability::Power);
                 next_checkpoint = now + cfg.checkpoint_interval;
             }
             if progressed {
@@ -619,6 +629,7 @@ impl Watcher {
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(wake_at) => {}
+                _ = self.wake.notified() => acked = true,
                 _ = shutdown.wait() => break,
             }
         }
@@ -768,20 +779,29 @@ impl Watcher {
             acks: vec![ack],
             permit,
         };
-        let Some(tx) = &self.out else {
+        let Some(tx) = self.out.clone() else {
             return Pumped::Shutdown;
         };
-        tokio::select! {
-            sent = tx.send(envelope) => match sent {
-                Ok(()) => Pumped::Data,
-                Err(_) => {
-                    tracing::warn!("pipeline closed; file source stops reading");
-                    Pumped::Shutdown
-                }
-            },
-            // The envelope is dropped unsent: its ack resolves as abandoned and
-            // the checkpoint stays before it.
-            _ = shutdown.wait() => Pumped::Shutdown,
+        loop {
+            tokio::select! {
+                slot = tx.reserve() => return match slot {
+                    Ok(slot) => {
+                        slot.send(envelope);
+                        Pumped::Data
+                    }
+                    Err(_) => {
+                        tracing::warn!("pipeline closed; file source stops reading");
+                        Pumped::Shutdown
+                    }
+                },
+                // Waiting on a full pipeline is when acknowledgements pile up
+                // (the batches ahead of ours are being made durable): write
+                // them down rather than leave them to a kill -9.
+                _ = self.wake.notified() => self.write_checkpoint(Durability::Process),
+                // The envelope is dropped unsent: its ack resolves as abandoned
+                // and the checkpoint stays before it.
+                _ = shutdown.wait() => return Pumped::Shutdown,
+            }
         }
     }
 
@@ -894,10 +914,10 @@ impl Watcher {
         }
     }
 
-    fn write_checkpoint(&mut self) {
+    fn write_checkpoint(&mut self, durability: Durability) {
         let entries: Vec<Entry> = self.tails.values().map(Tail::entry).collect();
         let n = entries.len();
-        match self.store.write(entries) {
+        match self.store.write(entries, durability) {
             Ok(true) => self.src.metrics.checkpoint_written(n),
             Ok(false) => {}
             Err(e) => self.src.metrics.checkpoint_error(&e),
@@ -922,7 +942,7 @@ impl Watcher {
                 }
             }
         }
-        self.write_checkpoint();
+        self.write_checkpoint(Durability::Power);
     }
 }
 
