@@ -50,22 +50,10 @@ pub fn expand_grafana(expr: &str) -> Result<String, String> {
     Ok(out)
 }
 
-const KEYWORDS: [&str; 15] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "atan2",
-    "inf",
-    "nan",
-    "start",
+/// Words that are never metric names. The grouping keywords and `offset`
+/// are not repeated here: `metric_names` handles them before it looks here.
+const KEYWORDS: [&str; 8] = [
+    "bool", "and", "or", "unless", "atan2", "inf", "nan", "start",
 ];
 
 /// Aggregation operators (may be followed by `by (…)` before their `(`).
