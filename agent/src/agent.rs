@@ -240,6 +240,7 @@ pub async fn start(config: &AgentConfig, shutdown: Shutdown) -> Result<RunningAg
                 writer.clone(),
                 telemetry.clone(),
                 config.queue.max_record_bytes,
+                config.queue.compression,
             )
         })
         .collect();

@@ -17,8 +17,9 @@
 //!    `timeout` after its first envelope arrived, or when every input closed
 //!    (shutdown).
 //!
-//! A flush encodes the batch as one [`Payload`] record and appends it to the
-//! disk queue. Once the append returned `Ok`, the batch survives `kill -9`:
+//! A flush encodes the batch as one record (the export request, zstd-
+//! compressed by default: `exporter::request` has the format) and appends
+//! it to the disk queue. Once the append returned `Ok`, the batch survives `kill -9`:
 //! only then are its acks called (the file source moves its checkpoint, the
 //! OTLP receiver answers `OK`) and its memory released. The memory is
 //! released only then because until then the batch *is* in memory; the
@@ -62,6 +63,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::exporter::split::split;
+use crate::exporter::{RecordCompression, RecordEncoder};
 use crate::pipeline::{Ack, Envelope, MemoryPermit, Payload, PipelineTelemetry, Signal};
 use crate::queue::{QueueError, QueueWriter};
 use crate::transform::Transform;
@@ -262,6 +264,7 @@ pub struct Batcher {
     /// signal tag byte).
     max_payload_bytes: usize,
     batch: Batch,
+    records: RecordEncoder,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -296,6 +299,7 @@ impl Batcher {
         queue: QueueWriter,
         telemetry: PipelineTelemetry,
         max_record_bytes: u64,
+        compression: RecordCompression,
     ) -> Self {
         let max_payload_bytes = (max_record_bytes.saturating_sub(1) as usize).max(1);
         let mut config = config;
@@ -309,6 +313,7 @@ impl Batcher {
             telemetry,
             max_payload_bytes,
             batch: Batch::default(),
+            records: RecordEncoder::new(compression),
         }
     }
 
@@ -403,7 +408,7 @@ impl Batcher {
         let Some(payload) = batch.payload else {
             return;
         };
-        let record = payload.encode();
+        let record = self.records.encode(&payload);
         drop(payload);
         let mut backoff = retry_backoff().build();
         loop {

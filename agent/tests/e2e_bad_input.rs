@@ -82,11 +82,11 @@ impl Decoder for RawDecoder {
 async fn raw_grpc(
     ch: tonic::transport::Channel,
     body: Vec<u8>,
-    gzip: bool,
+    compression: Option<CompressionEncoding>,
 ) -> Result<tonic::Response<Vec<u8>>, Status> {
     let mut grpc = tonic::client::Grpc::new(ch);
-    if gzip {
-        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+    if let Some(encoding) = compression {
+        grpc = grpc.send_compressed(encoding);
     }
     grpc.ready().await.unwrap();
     grpc.unary(
@@ -141,34 +141,37 @@ async fn bad_grpc_requests_get_the_right_codes_and_the_agent_keeps_serving() {
         .unwrap();
 
     // Malformed: field 1, length-delimited, claiming 100 bytes; 1 follows.
-    let err = raw_grpc(ch.clone(), vec![0x0a, 0x64, 0x01], false)
+    let err = raw_grpc(ch.clone(), vec![0x0a, 0x64, 0x01], None)
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // Truncated: a valid request cut in the middle.
     let whole = logs("truncated request").encode_to_vec();
-    let err = raw_grpc(ch.clone(), whole[..whole.len() / 2].to_vec(), false)
+    let err = raw_grpc(ch.clone(), whole[..whole.len() / 2].to_vec(), None)
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // Oversized: above the 4 MiB gRPC default.
     let big = logs(&"x".repeat(5 << 20)).encode_to_vec();
-    let err = raw_grpc(ch.clone(), big, false).await.unwrap_err();
+    let err = raw_grpc(ch.clone(), big, None).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
 
     // Gzip bomb: 64 MiB of zeros, which the client's gRPC compression
     // turns into ~64 KiB on the wire; 16 times the limit once inflated.
+    // The same as zstd (which the agent's own receiver takes too).
     let hwm_before = agent.proc_status_bytes("VmHWM");
-    let err = raw_grpc(ch.clone(), vec![0u8; 64 << 20], true)
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    for encoding in [CompressionEncoding::Gzip, CompressionEncoding::Zstd] {
+        let err = raw_grpc(ch.clone(), vec![0u8; 64 << 20], Some(encoding))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{encoding:?}: {err:?}");
+    }
     let grown = agent.proc_status_bytes("VmHWM").saturating_sub(hwm_before);
     assert!(
         grown < 64 << 20,
-        "the bomb cost the agent {} MiB",
+        "the bombs cost the agent {} MiB",
         grown >> 20
     );
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use argus_agent::exporter::{
-    Compression, ExportError, Exporter, ExporterConfig, FromEnv, HeaderValueSource,
+    Compression, EncodedRequest, ExportError, Exporter, ExporterConfig, FromEnv,
+    HeaderValueSource, RecordCompression, RecordEncoder,
 };
 use argus_common::otlp::Payload;
 use argus_common::shutdown::Shutdown;
@@ -209,8 +210,9 @@ impl MetricsService for Scripted {
 #[derive(Clone, Default)]
 struct ServerOpts {
     tls: Option<ServerTlsConfig>,
-    /// Off: the server cannot decompress gzip.
-    no_gzip: bool,
+    /// What the server can decompress: `None` is both gzip and zstd (as
+    /// the Collector); `Some(&[])` none at all.
+    accepts: Option<&'static [CompressionEncoding]>,
     max_message_bytes: Option<usize>,
 }
 
@@ -224,10 +226,13 @@ fn spawn_server(
     let mut logs = LogsServiceServer::new(script.clone());
     let mut traces = TraceServiceServer::new(script.clone());
     let mut metrics = MetricsServiceServer::new(script);
-    if !opts.no_gzip {
-        logs = logs.accept_compressed(CompressionEncoding::Gzip);
-        traces = traces.accept_compressed(CompressionEncoding::Gzip);
-        metrics = metrics.accept_compressed(CompressionEncoding::Gzip);
+    for &encoding in opts
+        .accepts
+        .unwrap_or(&[CompressionEncoding::Gzip, CompressionEncoding::Zstd])
+    {
+        logs = logs.accept_compressed(encoding);
+        traces = traces.accept_compressed(encoding);
+        metrics = metrics.accept_compressed(encoding);
     }
     if let Some(max) = opts.max_message_bytes {
         logs = logs.max_decoding_message_size(max);
@@ -716,30 +721,73 @@ async fn bearer_token_and_headers_arrive_and_a_rotated_token_is_used() {
 }
 
 #[tokio::test]
-async fn gzip_is_used_on_the_wire_unless_disabled() {
+async fn the_configured_compression_is_used_on_the_wire() {
     let server = Scripted::accepting();
     let addr = start(server.clone(), ServerOpts::default()).await;
-    let (gz, _r1) = build(&config(addr));
-    gz.export(logs(1, 50, 100), &Shutdown::new()).await.unwrap();
-
-    let mut plain_cfg = config(addr);
-    plain_cfg.compression = Compression::None;
-    let (plain, _r2) = build(&plain_cfg);
-    plain
-        .export(logs(1, 50, 100), &Shutdown::new())
-        .await
-        .unwrap();
-
+    for compression in [Compression::Zstd, Compression::Gzip, Compression::None] {
+        let mut cfg = config(addr);
+        cfg.compression = compression;
+        let (exporter, _r) = build(&cfg);
+        exporter
+            .export(logs(1, 50, 100), &Shutdown::new())
+            .await
+            .unwrap();
+    }
     let seen = server.seen();
-    assert_eq!(seen[0].encoding.as_deref(), Some("gzip"));
-    assert_ne!(seen[1].encoding.as_deref(), Some("gzip"));
+    let encodings: Vec<_> = seen.iter().map(|s| s.encoding.as_deref()).collect();
+    assert_eq!(encodings, [Some("zstd"), Some("gzip"), None]);
+    assert!(seen.iter().all(|s| s.payload == logs(1, 50, 100)));
+}
+
+/// What the batcher writes to the disk queue (zstd records), as the drain
+/// hands it over.
+fn queued(p: &Payload) -> EncodedRequest {
+    let record = RecordEncoder::new(RecordCompression::Zstd).encode(p);
+    EncodedRequest::from_record(bytes::Bytes::from(record)).unwrap()
 }
 
 #[tokio::test]
-async fn an_endpoint_without_gzip_gets_uncompressed_requests_instead_of_losing_data() {
+async fn a_zstd_queue_record_goes_out_as_it_is_or_as_the_endpoint_takes_it() {
+    // A zstd endpoint gets the record's own frame (no second compression:
+    // the wire carries exactly the queued bytes).
+    let server = Scripted::accepting();
+    let addr = start(server.clone(), ServerOpts::default()).await;
+    let (exporter, registry) = build(&config(addr));
+    let p = logs(2, 40, 100);
+    let d = exporter.export(queued(&p), &Shutdown::new()).await.unwrap();
+    assert_eq!(d.items, 80);
+    let seen = server.seen();
+    assert_eq!(seen[0].encoding.as_deref(), Some("zstd"));
+    assert_eq!(seen[0].payload, p);
+    assert_eq!(requests(&registry, "success"), 1.0);
+
+    // An endpoint with gzip only (older receivers): one refusal of zstd,
+    // then the record is opened and sent gzip, now and from then on.
     let server = Scripted::accepting();
     let opts = ServerOpts {
-        no_gzip: true,
+        accepts: Some(&[CompressionEncoding::Gzip]),
+        ..Default::default()
+    };
+    let addr = start(server.clone(), opts).await;
+    let (exporter, registry) = build(&config(addr));
+    for _ in 0..2 {
+        let d = exporter.export(queued(&p), &Shutdown::new()).await.unwrap();
+        assert_eq!(d.items, 80);
+    }
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.encoding.as_deref() == Some("gzip")));
+    assert!(seen.iter().all(|s| s.payload == p));
+    assert_eq!(requests(&registry, "permanent_error"), 1.0);
+    assert_eq!(requests(&registry, "success"), 2.0);
+    assert_eq!(dropped(&registry, "permanent_error"), 0.0);
+}
+
+#[tokio::test]
+async fn an_endpoint_without_compression_gets_uncompressed_requests_instead_of_losing_data() {
+    let server = Scripted::accepting();
+    let opts = ServerOpts {
+        accepts: Some(&[]),
         ..Default::default()
     };
     let addr = start(server.clone(), opts).await;
@@ -753,11 +801,12 @@ async fn an_endpoint_without_gzip_gets_uncompressed_requests_instead_of_losing_d
         assert_eq!(d.items, 3);
     }
     let seen = server.seen();
-    // The gzip request is refused before the handler, so the server records
-    // only uncompressed ones; one refusal in the metrics, then none.
+    // The zstd and then the gzip request are refused before the handler,
+    // so the server records only uncompressed ones; two refusals in the
+    // metrics (stepping down zstd → gzip → none), then none.
     assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|s| s.encoding.as_deref() != Some("gzip")));
-    assert_eq!(requests(&registry, "permanent_error"), 1.0);
+    assert!(seen.iter().all(|s| s.encoding.is_none()));
+    assert_eq!(requests(&registry, "permanent_error"), 2.0);
     assert_eq!(requests(&registry, "success"), 2.0);
     assert_eq!(dropped(&registry, "permanent_error"), 0.0);
 }
@@ -1007,7 +1056,7 @@ async fn tls_with_a_private_ca_delivers() {
         .await
         .unwrap();
     assert_eq!(d.items, 3);
-    assert_eq!(server.seen()[0].encoding.as_deref(), Some("gzip"));
+    assert_eq!(server.seen()[0].encoding.as_deref(), Some("zstd"));
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use argus_agent::batch::{BatchConfig, Batcher, Inputs};
+use argus_agent::exporter::{EncodedRequest, RecordCompression};
 use argus_agent::pipeline::{
     Ack, DroppedRecords, Envelope, MemoryLimiter, Payload, PipelineTelemetry, Signal,
 };
@@ -125,6 +126,7 @@ fn kit(batch: BatchConfig, max_record_bytes: u64, channel: usize) -> Kit {
         writer,
         telemetry.clone(),
         max_record_bytes,
+        RecordCompression::Zstd,
     );
     let task = tokio::spawn(batcher.run(Shutdown::new()));
     Kit {
@@ -164,7 +166,7 @@ impl Kit {
             .expect("a record within 30 s")
             .expect("queue open");
         self.reader.ack(e.id);
-        Payload::decode(&e.data).unwrap()
+        EncodedRequest::from_record(e.data).unwrap().decode().unwrap()
     }
 
     fn tx(&self, source: &str) -> &mpsc::Sender<Envelope> {

@@ -16,9 +16,11 @@
 //!   OUT_OF_RANGE (tonic) or RESOURCE_EXHAUSTED (grpc-go, grpc-java). Retrying
 //!   the same bytes forever, or dropping them, are both wrong: the exporter
 //!   splits the request in halves instead ([`Verdict::TooLarge`]).
-//! - **Compression refused.** A server without gzip answers UNIMPLEMENTED
-//!   with a `grpc-accept-encoding` that lacks gzip; the exporter then stops
-//!   compressing ([`Verdict::CompressionRefused`]).
+//! - **Compression refused.** A server that cannot decompress what was sent
+//!   answers UNIMPLEMENTED, with a `grpc-accept-encoding` that lacks the
+//!   encoding (tonic) or a message naming it (grpc-go: "Decompressor is not
+//!   installed for grpc-encoding \"zstd\""); the exporter then steps down
+//!   to the next compression ([`Verdict::CompressionRefused`]).
 //!
 //! Failures raised on our side of the wire (connect refused, DNS, TLS
 //! handshake or alert, HTTP/2 connection error) arrive as statuses that carry
@@ -48,7 +50,7 @@ pub(crate) enum Verdict {
     Permanent,
     /// The request is larger than the endpoint accepts.
     TooLarge,
-    /// The endpoint cannot decompress gzip.
+    /// The endpoint cannot decompress the encoding the attempt used.
     CompressionRefused,
 }
 
@@ -103,7 +105,8 @@ const TOO_LARGE_MESSAGES: &[&str] = &[
     "received message exceeds the maximum", // grpc-java, older
 ];
 
-pub(crate) fn classify(status: &Status) -> Verdict {
+/// `sent_encoding`: the attempt's `grpc-encoding`, if it compressed.
+pub(crate) fn classify(status: &Status, sent_encoding: Option<&str>) -> Verdict {
     let code = status.code();
     let local = status.source().is_some();
     if matches!(code, Code::OutOfRange | Code::ResourceExhausted) && !local {
@@ -140,7 +143,9 @@ pub(crate) fn classify(status: &Status) -> Verdict {
             },
             None => Verdict::Permanent,
         },
-        Code::Unimplemented if refuses_gzip(status) => Verdict::CompressionRefused,
+        Code::Unimplemented if sent_encoding.is_some_and(|e| refuses(status, e)) => {
+            Verdict::CompressionRefused
+        }
         _ => Verdict::Permanent,
     }
 }
@@ -159,13 +164,20 @@ fn timed_out_locally(status: &Status) -> bool {
 }
 
 /// UNIMPLEMENTED together with a `grpc-accept-encoding` that does not list
-/// gzip: the gRPC spec's way of saying "I cannot decompress that".
-fn refuses_gzip(status: &Status) -> bool {
-    status
+/// `encoding` (the gRPC spec's way of saying "I cannot decompress that"),
+/// or without one but with a message about decompressing `encoding`.
+fn refuses(status: &Status, encoding: &str) -> bool {
+    match status
         .metadata()
         .get("grpc-accept-encoding")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !v.split(',').any(|e| e.trim() == "gzip"))
+    {
+        Some(accepted) => !accepted.split(',').any(|e| e.trim() == encoding),
+        None => {
+            let msg = status.message().to_ascii_lowercase();
+            msg.contains("compress") && msg.contains(encoding)
+        }
+    }
 }
 
 /// A one-line description for logs and errors: code, message, and the local
@@ -214,7 +226,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    classify(&Status::new(code, "x")),
+                    classify(&Status::new(code, "x"), Some("gzip")),
                     Verdict::Retryable { hint: None, .. }
                 ),
                 "{code:?} must be retryable"
@@ -233,7 +245,7 @@ mod tests {
             Code::Unauthenticated,
         ] {
             assert_eq!(
-                classify(&Status::new(code, "x")),
+                classify(&Status::new(code, "x"), Some("gzip")),
                 Verdict::Permanent,
                 "{code:?} must be permanent"
             );
@@ -243,24 +255,24 @@ mod tests {
     #[test]
     fn resource_exhausted_is_retryable_only_with_retry_info() {
         assert_eq!(
-            classify(&retry_info(Code::ResourceExhausted, 2)),
+            classify(&retry_info(Code::ResourceExhausted, 2), Some("gzip")),
             Verdict::Retryable {
                 hint: Some(Duration::from_secs(2)),
                 outcome: Outcome::Throttled
             }
         );
         assert_eq!(
-            classify(&Status::resource_exhausted("quota")),
+            classify(&Status::resource_exhausted("quota"), Some("gzip")),
             Verdict::Permanent
         );
         // RetryInfo on another retryable code is honoured too…
         assert!(matches!(
-            classify(&retry_info(Code::Unavailable, 7)),
+            classify(&retry_info(Code::Unavailable, 7), Some("gzip")),
             Verdict::Retryable { hint: Some(d), .. } if d == Duration::from_secs(7)
         ));
         // …but never makes a permanent code retryable.
         assert_eq!(
-            classify(&retry_info(Code::InvalidArgument, 1)),
+            classify(&retry_info(Code::InvalidArgument, 1), Some("gzip")),
             Verdict::Permanent
         );
     }
@@ -272,7 +284,7 @@ mod tests {
         let st = Status::from_error(Box::new(io));
         assert_eq!(st.code(), Code::Unknown);
         assert_eq!(
-            classify(&st),
+            classify(&st, Some("gzip")),
             Verdict::Retryable {
                 hint: None,
                 outcome: Outcome::Unreachable
@@ -290,24 +302,24 @@ mod tests {
         let tonic = Status::out_of_range(
             "Error, decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes",
         );
-        assert_eq!(classify(&tonic), Verdict::TooLarge);
+        assert_eq!(classify(&tonic, Some("gzip")), Verdict::TooLarge);
         let go = Status::resource_exhausted(
             "grpc: received message larger than max (5000000 vs. 4194304)",
         );
-        assert_eq!(classify(&go), Verdict::TooLarge);
+        assert_eq!(classify(&go, Some("gzip")), Verdict::TooLarge);
         let gz = Status::resource_exhausted(
             "Error decompressing: size limit, of 40960 bytes, exceeded while decompressing message",
         );
-        assert_eq!(classify(&gz), Verdict::TooLarge);
+        assert_eq!(classify(&gz, Some("gzip")), Verdict::TooLarge);
 
         let mut st =
             Status::unimplemented("Content is compressed with `gzip` which isn't supported");
         st.metadata_mut()
             .insert("grpc-accept-encoding", "identity".parse().unwrap());
-        assert_eq!(classify(&st), Verdict::CompressionRefused);
+        assert_eq!(classify(&st, Some("gzip")), Verdict::CompressionRefused);
         let mut st = Status::unimplemented("no such method");
         st.metadata_mut()
             .insert("grpc-accept-encoding", "identity, gzip".parse().unwrap());
-        assert_eq!(classify(&st), Verdict::Permanent);
+        assert_eq!(classify(&st, Some("gzip")), Verdict::Permanent);
     }
 }

@@ -56,6 +56,8 @@ pub(crate) enum DropReason {
     RetriesExhausted,
     /// A single item larger than the endpoint accepts.
     TooLarge,
+    /// A request that had to be split does not decode.
+    Undecodable,
 }
 
 impl DropReason {
@@ -65,6 +67,7 @@ impl DropReason {
             DropReason::PermanentError => "permanent_error",
             DropReason::RetriesExhausted => "retries_exhausted",
             DropReason::TooLarge => "too_large",
+            DropReason::Undecodable => "undecodable",
         }
     }
 }
@@ -248,11 +251,18 @@ impl Telemetry {
         );
     }
 
-    pub(crate) fn compression_refused(&self, detail: &str) {
+    pub(crate) fn compression_refused(
+        &self,
+        refused: super::Compression,
+        next: super::Compression,
+        detail: &str,
+    ) {
         tracing::warn!(
             endpoint = %self.endpoint,
+            refused = refused.as_str(),
+            now = next.as_str(),
             detail,
-            "OTLP endpoint cannot decompress gzip; sending uncompressed from now on (set compression: none to silence this)"
+            "OTLP endpoint cannot decompress what the exporter sends; stepping down for good (set exporter.compression to silence this)"
         );
     }
 

@@ -1,7 +1,8 @@
 //! The drain: disk queue → exporter → queue ack.
 //!
-//! One task reads records in order, decodes each back into a [`Payload`]
-//! and hands it to an export task; at most `concurrency` exports run at
+//! One task reads records in order, checks each is an export request
+//! ([`EncodedRequest::from_record`]: its structure, and its item count,
+//! without decoding it) and hands its bytes to an export task; at most `concurrency` exports run at
 //! once (the exporter's own limit on requests in flight is the same number,
 //! so reading further ahead would only hold records in memory). Each export
 //! task settles its record:
@@ -11,7 +12,7 @@
 //! | `Ok(Delivered)`                   | acked (deleted)           | `records_sent_total{signal}` (+ dropped for rejected items, by the exporter) |
 //! | permanent error (not retryable)   | acked: it can never go    | `records_dropped_total{reason}` (by the exporter) |
 //! | `Shutdown`                        | **not** acked: sent again after restart | — |
-//! | record does not decode            | acked (it never will)     | `records_dropped_total{reason="undecodable"}` |
+//! | record is not an export request   | acked (it never will)     | `records_dropped_total{reason="undecodable"}` |
 //!
 //! Retryable failures never come back here: the exporter retries them in
 //! place, forever by default, so an outage parks `concurrency` records in
@@ -29,8 +30,8 @@ use std::sync::Arc;
 use argus_common::shutdown::{Shutdown, TaskTracker};
 use tokio::sync::Semaphore;
 
-use super::{Payload, PipelineTelemetry};
-use crate::exporter::Exporter;
+use super::PipelineTelemetry;
+use crate::exporter::{EncodedRequest, Exporter};
 use crate::queue::{Entry, QueueAcker, QueueReader};
 
 /// Reads the queue and exports until `shutdown` (or until the queue is
@@ -59,7 +60,7 @@ pub async fn run(
                 None => break,
             },
         };
-        let Some(payload) = decode(&entry, &acker, &telemetry) else {
+        let Some(request) = decode(&entry, &acker, &telemetry) else {
             continue;
         };
         let (exporter, acker, telemetry, shutdown) = (
@@ -69,8 +70,8 @@ pub async fn run(
             shutdown.clone(),
         );
         exports.spawn(async move {
-            let signal = payload.signal();
-            match exporter.export(payload, &shutdown).await {
+            let signal = request.signal();
+            match exporter.export(request, &shutdown).await {
                 Ok(delivered) => {
                     acker.ack(entry.id);
                     telemetry.sent(signal, delivered.items);
@@ -94,11 +95,15 @@ pub async fn run(
     tracing::debug!("drain stopped");
 }
 
-/// The record's payload, or `None` after writing off a record that does not
-/// decode (damage the queue's checksums did not catch, or a record written
-/// by an incompatible version).
-fn decode(entry: &Entry, acker: &QueueAcker, telemetry: &PipelineTelemetry) -> Option<Payload> {
-    match Payload::decode(&entry.data) {
+/// The record's request, or `None` after writing off a record that is not
+/// one (damage the queue's checksums did not catch, or a record written by
+/// an incompatible version).
+fn decode(
+    entry: &Entry,
+    acker: &QueueAcker,
+    telemetry: &PipelineTelemetry,
+) -> Option<EncodedRequest> {
+    match EncodedRequest::from_record(entry.data.clone()) {
         Ok(p) => Some(p),
         Err(e) => {
             telemetry.dropped.add("undecodable", 1);

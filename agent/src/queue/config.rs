@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::exporter::RecordCompression;
+
 use super::format::{MAX_BODY_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 
 const KIB: u64 = 1024;
@@ -21,6 +23,7 @@ const GIB: u64 = 1024 * MIB;
 ///   max_record_bytes: 4MiB      # larger appends are refused (permanent error)
 ///   fsync: 1s                   # always | never | <interval>
 ///   when_full: block            # block | drop_oldest
+///   compression: zstd           # zstd | none: how batches are stored
 /// ```
 ///
 /// Sizes are bytes, as an integer or with a unit (`KiB`, `MiB`, `GiB`, and
@@ -50,6 +53,12 @@ pub struct DiskQueueConfig {
     pub fsync: FsyncPolicy,
     /// What `append` does when `max_bytes` is reached.
     pub when_full: WhenFull,
+    /// How the batcher stores its batches: `zstd` (default) keeps OTLP logs
+    /// at a tenth to a twentieth of their size, so `max_bytes` holds that
+    /// much more of an outage, and ships them to a zstd-capable endpoint
+    /// without compressing again; `none` stores the protobuf as it is.
+    /// Either is read back whatever the setting (records say what they are).
+    pub compression: RecordCompression,
 }
 
 impl Default for DiskQueueConfig {
@@ -61,6 +70,7 @@ impl Default for DiskQueueConfig {
             max_record_bytes: 4 * MIB,
             fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
             when_full: WhenFull::Block,
+            compression: RecordCompression::Zstd,
         }
     }
 }
@@ -253,14 +263,16 @@ mod tests {
         assert_eq!(c.segment_bytes, 8 * MIB);
         assert_eq!(c.fsync, FsyncPolicy::Interval(Duration::from_secs(1)));
         assert_eq!(c.when_full, WhenFull::Block);
+        assert_eq!(c.compression, RecordCompression::Zstd);
     }
 
     #[test]
     fn yaml_with_units_and_policies_parses() {
         let c: DiskQueueConfig = serde_yaml::from_str(
-            "dir: /q\nmax_bytes: 1GiB\nsegment_bytes: 16MiB\nmax_record_bytes: 2000000\nfsync: 250ms\nwhen_full: drop_oldest\n",
+            "dir: /q\nmax_bytes: 1GiB\nsegment_bytes: 16MiB\nmax_record_bytes: 2000000\nfsync: 250ms\nwhen_full: drop_oldest\ncompression: none\n",
         )
         .unwrap();
+        assert_eq!(c.compression, RecordCompression::None);
         assert_eq!(c.max_bytes, GIB);
         assert_eq!(c.segment_bytes, 16 * MIB);
         assert_eq!(c.max_record_bytes, 2_000_000);
@@ -299,6 +311,7 @@ mod tests {
             max_record_bytes: 9 * MIB,
             fsync: FsyncPolicy::Interval(Duration::ZERO),
             when_full: WhenFull::Block,
+            compression: RecordCompression::None,
         };
         let p = c.problems("agent.queue");
         assert!(

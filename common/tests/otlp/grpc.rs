@@ -191,22 +191,24 @@ async fn oversized_message_is_resource_exhausted_like_grpc_go() {
 }
 
 #[tokio::test]
-async fn gzip_compressed_requests_are_accepted() {
-    let s = start(local_config()).await;
-    let r = LogsServiceClient::new(channel(&s).await)
-        .send_compressed(CompressionEncoding::Gzip)
-        .export(logs(50))
-        .await;
-    assert!(r.is_ok(), "{r:?}");
-    assert_eq!(s.consumer.payloads(), vec![Payload::Logs(logs(50))]);
-    let wire = s.metric(
-        r#"argus_agent_otlp_receiver_request_body_bytes_total{transport="grpc",signal="logs"}"#,
-    );
-    assert!(
-        wire < logs(50).encoded_len() as f64 / 2.0,
-        "gzip on the wire: {wire} bytes"
-    );
-    s.stop().await;
+async fn gzip_and_zstd_compressed_requests_are_accepted() {
+    for encoding in [CompressionEncoding::Gzip, CompressionEncoding::Zstd] {
+        let s = start(local_config()).await;
+        let r = LogsServiceClient::new(channel(&s).await)
+            .send_compressed(encoding)
+            .export(logs(50))
+            .await;
+        assert!(r.is_ok(), "{encoding:?}: {r:?}");
+        assert_eq!(s.consumer.payloads(), vec![Payload::Logs(logs(50))]);
+        let wire = s.metric(
+            r#"argus_agent_otlp_receiver_request_body_bytes_total{transport="grpc",signal="logs"}"#,
+        );
+        assert!(
+            wire < logs(50).encoded_len() as f64 / 2.0,
+            "{encoding:?} on the wire: {wire} bytes"
+        );
+        s.stop().await;
+    }
 }
 
 #[tokio::test]
