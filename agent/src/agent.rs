@@ -168,6 +168,7 @@ pub async fn start(config: &AgentConfig, shutdown: Shutdown) -> Result<RunningAg
                 registry: &mut registry,
                 limiter: limiter.clone(),
                 out,
+                transform: transform.clone(),
             })?)
         }
         None => None,

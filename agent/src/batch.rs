@@ -7,11 +7,15 @@
 //!    round-robin, so a source that always has data cannot starve one that
 //!    rarely has: the file source catching up on a backlog and an SDK's
 //!    spans each get their turn).
-//! 2. Applies the [`Transform`] (enrich, correlate, mask): whatever reaches
-//!    the disk queue has already lost its card numbers.
+//! 2. Applies the [`Transform`] (enrich, correlate, mask) and encodes it:
+//!    whatever reaches the disk queue has already lost its card numbers. A
+//!    [`Parcel::Encoded`] envelope (the file source's) was transformed and
+//!    encoded by its source already, on the core that had its data in
+//!    cache, and is taken as it is.
 //! 3. Counts it in `records_received_total{source,signal}`.
-//! 4. Merges it into the open batch: payloads are concatenated (their
-//!    resources stay separate), acks collected, memory permits merged.
+//! 4. Merges it into the open batch: encoded requests are concatenated
+//!    (protobuf's merge of repeated fields: their resources stay separate),
+//!    acks collected, memory permits merged.
 //! 5. Flushes when the batch reaches `max_bytes` (encoded size; an envelope
 //!    that would take it past the limit flushes it first) or `max_items`, or
 //!    `timeout` after its first envelope arrived, or when every input closed
@@ -64,7 +68,9 @@ use tokio::time::Instant;
 
 use crate::exporter::split::split;
 use crate::exporter::{RecordCompression, RecordEncoder};
-use crate::pipeline::{Ack, Envelope, MemoryPermit, Payload, PipelineTelemetry, Signal};
+use crate::pipeline::{
+    Ack, Encoded, Envelope, MemoryPermit, Parcel, Payload, PipelineTelemetry, Signal,
+};
 use crate::queue::{QueueError, QueueWriter};
 use crate::transform::Transform;
 
@@ -215,9 +221,10 @@ impl Trigger {
 /// The open batch.
 #[derive(Default)]
 struct Batch {
-    payload: Option<Payload>,
+    /// Plain record format: tag byte + the export request; empty when no
+    /// batch is open. Protobuf concatenation of requests is their merge.
+    record: Vec<u8>,
     items: usize,
-    bytes: usize,
     acks: Vec<Ack>,
     permit: MemoryPermit,
     deadline: Option<Instant>,
@@ -225,34 +232,25 @@ struct Batch {
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.payload.is_none()
+        self.record.is_empty()
     }
 
-    fn push(&mut self, payload: Payload, items: usize, bytes: usize, timeout: Duration) {
-        match &mut self.payload {
-            None => {
-                self.payload = Some(payload);
-                self.deadline = Some(Instant::now() + timeout);
-            }
-            Some(p) => merge(p, payload),
+    /// Bytes of the export request.
+    fn bytes(&self) -> usize {
+        self.record.len().saturating_sub(1)
+    }
+
+    fn push(&mut self, record: Vec<u8>, items: usize, timeout: Duration) {
+        if self.record.is_empty() {
+            self.record = record;
+            self.deadline = Some(Instant::now() + timeout);
+        } else {
+            self.record.extend_from_slice(&record[1..]);
         }
         self.items += items;
-        self.bytes += bytes;
     }
 }
 
-/// Appends `from`'s resources to `into` (same signal; a mismatch is a bug
-/// in the wiring and is refused loudly in debug builds, ignored otherwise).
-fn merge(into: &mut Payload, from: Payload) {
-    match (into, from) {
-        (Payload::Logs(a), Payload::Logs(b)) => a.resource_logs.extend(b.resource_logs),
-        (Payload::Traces(a), Payload::Traces(b)) => a.resource_spans.extend(b.resource_spans),
-        (Payload::Metrics(a), Payload::Metrics(b)) => a.resource_metrics.extend(b.resource_metrics),
-        (a, b) => debug_assert!(false, "batcher for {:?} got {:?}", a.signal(), b.signal()),
-    }
-}
-
-/// One signal's batcher; [`Batcher::run`] until its inputs close.
 pub struct Batcher {
     signal: Signal,
     config: BatchConfig,
@@ -338,21 +336,32 @@ impl Batcher {
 
     async fn take(&mut self, envelope: Envelope, shutdown: &Shutdown) {
         let Envelope {
-            mut payload,
+            payload,
             source,
             acks,
             permit,
         } = envelope;
-        self.transform.apply(&mut payload);
-        let items = payload.item_count();
+        let encoded = match payload {
+            Parcel::Payload(p) => Encoded::prepare(p, &self.transform),
+            Parcel::Encoded(e) => e,
+        };
+        let items = encoded.items;
         self.telemetry.received(source, self.signal, items);
-        let bytes = payload.encoded_len();
-        if bytes <= self.max_payload_bytes {
-            self.add(payload, items, bytes, acks, permit, shutdown)
+        if encoded.record.len() - 1 <= self.max_payload_bytes {
+            self.add(encoded.record, items, acks, permit, shutdown)
                 .await;
             return;
         }
-        // Larger than a queue record: in parts, acks with the last one.
+        let payload = match Payload::decode(&encoded.record) {
+            Ok(p) => p,
+            Err(e) => {
+                // Our own encoding: cannot happen; never lose the acks silently.
+                tracing::error!(signal = self.signal.as_str(), source, error = %e, "an oversized envelope does not decode; dropped");
+                self.too_large(source, items, encoded.record.len() - 1);
+                return;
+            }
+        };
+        drop(encoded);
         let parts = split(payload, self.max_payload_bytes);
         let last = parts.len() - 1;
         let mut acks = Some(acks);
@@ -367,35 +376,34 @@ impl Batcher {
                 (Vec::new(), MemoryPermit::default())
             };
             let items = part.item_count();
-            let bytes = part.encoded_len();
-            if bytes > self.max_payload_bytes {
-                self.too_large(source, items, bytes);
-                // Nothing more can be done with it: it is counted, and the
-                // source must not retry it forever.
+            let record = part.encode();
+            if record.len() - 1 > self.max_payload_bytes {
+                self.too_large(source, items, record.len() - 1);
                 part_acks.into_iter().for_each(Ack::ack);
                 continue;
             }
-            self.add(part, items, bytes, part_acks, part_permit, shutdown)
+            self.add(record, items, part_acks, part_permit, shutdown)
                 .await;
         }
     }
 
+    /// Adds one plain record's request to the open batch.
     async fn add(
         &mut self,
-        payload: Payload,
+        record: Vec<u8>,
         items: usize,
-        bytes: usize,
         acks: Vec<Ack>,
         permit: MemoryPermit,
         shutdown: &Shutdown,
     ) {
-        if !self.batch.is_empty() && self.batch.bytes + bytes > self.config.max_bytes as usize {
+        let bytes = record.len() - 1;
+        if !self.batch.is_empty() && self.batch.bytes() + bytes > self.config.max_bytes as usize {
             self.flush(Trigger::Bytes, shutdown).await;
         }
-        self.batch.push(payload, items, bytes, self.config.timeout);
+        self.batch.push(record, items, self.config.timeout);
         self.batch.acks.extend(acks);
         self.batch.permit.merge(permit);
-        if self.batch.bytes >= self.config.max_bytes as usize {
+        if self.batch.bytes() >= self.config.max_bytes as usize {
             self.flush(Trigger::Bytes, shutdown).await;
         } else if self.batch.items >= self.config.max_items {
             self.flush(Trigger::Items, shutdown).await;
@@ -404,12 +412,13 @@ impl Batcher {
 
     /// Appends the open batch to the queue; on success calls its acks.
     async fn flush(&mut self, trigger: Trigger, shutdown: &Shutdown) {
-        let batch = std::mem::take(&mut self.batch);
-        let Some(payload) = batch.payload else {
+        let mut batch = std::mem::take(&mut self.batch);
+        if batch.is_empty() {
             return;
-        };
-        let record = self.records.encode(&payload);
-        drop(payload);
+        }
+        let record = self
+            .records
+            .pack(std::mem::take(&mut batch.record), batch.items);
         let mut backoff = retry_backoff().build();
         loop {
             match self.queue.append(&record).await {

@@ -90,12 +90,12 @@ use argus_common::shutdown::Shutdown;
 
 use codec::{PassThrough, Precompressed, Wire};
 use config::Scheme;
-pub use request::{EncodedRequest, Packing, RecordCompression, RecordEncoder};
 pub use config::{
     Compression, DEFAULT_MAX_REQUEST_BYTES, ExporterConfig, FromEnv, FromFile, HeaderValueSource,
     RetryConfig, TlsConfig,
 };
 use credentials::Credentials;
+pub use request::{EncodedRequest, Packing, RecordCompression, RecordEncoder};
 use status::Verdict;
 use telemetry::{DropReason, Telemetry};
 
@@ -224,7 +224,10 @@ impl CompressionState {
     }
 
     fn index(c: Compression) -> u8 {
-        Self::LADDER.iter().position(|l| *l == c).expect("on the ladder") as u8
+        Self::LADDER
+            .iter()
+            .position(|l| *l == c)
+            .expect("on the ladder") as u8
     }
 
     fn current(&self) -> Compression {
@@ -456,7 +459,11 @@ impl Exporter {
 
     /// The rare path that looks inside a request: split into parts of at
     /// most `max` bytes (one oversized item stays whole).
-    fn split(&self, request: &EncodedRequest, max: usize) -> Result<Vec<EncodedRequest>, ExportError> {
+    fn split(
+        &self,
+        request: &EncodedRequest,
+        max: usize,
+    ) -> Result<Vec<EncodedRequest>, ExportError> {
         let signal = request.signal();
         match request.decode() {
             Ok(payload) => Ok(split::split(payload, max)
@@ -610,8 +617,8 @@ impl Exporter {
             .accept_compressed(CompressionEncoding::Zstd);
         // A zstd record goes out as it is when zstd is what we send;
         // otherwise its protobuf is compressed the way the endpoint takes.
-        let precompressed = matches!(part.packing(), Packing::Zstd { .. })
-            && compression == Compression::Zstd;
+        let precompressed =
+            matches!(part.packing(), Packing::Zstd { .. }) && compression == Compression::Zstd;
         let message = if precompressed {
             part.body().clone()
         } else {
@@ -622,8 +629,14 @@ impl Exporter {
                 .map_err(|e| Status::internal(format!("the queued record cannot be opened: {e}")))?
         };
         let (service, path) = match part.signal() {
-            Signal::Logs => ("opentelemetry.proto.collector.logs.v1.LogsService", LOGS_PATH),
-            Signal::Traces => ("opentelemetry.proto.collector.trace.v1.TraceService", TRACES_PATH),
+            Signal::Logs => (
+                "opentelemetry.proto.collector.logs.v1.LogsService",
+                LOGS_PATH,
+            ),
+            Signal::Traces => (
+                "opentelemetry.proto.collector.trace.v1.TraceService",
+                TRACES_PATH,
+            ),
             Signal::Metrics => (
                 "opentelemetry.proto.collector.metrics.v1.MetricsService",
                 METRICS_PATH,
@@ -646,7 +659,11 @@ impl Exporter {
             Ok::<_, Status>(match part.signal() {
                 Signal::Logs => {
                     let r = grpc
-                        .unary(request, path, PassThrough::<ExportLogsServiceResponse>::default())
+                        .unary(
+                            request,
+                            path,
+                            PassThrough::<ExportLogsServiceResponse>::default(),
+                        )
                         .await?;
                     let p = r.into_inner().partial_success.unwrap_or_default();
                     Accepted {
@@ -656,7 +673,11 @@ impl Exporter {
                 }
                 Signal::Traces => {
                     let r = grpc
-                        .unary(request, path, PassThrough::<ExportTraceServiceResponse>::default())
+                        .unary(
+                            request,
+                            path,
+                            PassThrough::<ExportTraceServiceResponse>::default(),
+                        )
                         .await?;
                     let p = r.into_inner().partial_success.unwrap_or_default();
                     Accepted {

@@ -24,17 +24,22 @@
 //! ```text
 //!  file ──ch──┐                    ┌─▶ logs batcher ────┐
 //!  otlp ──ch──┤ (one bounded        ├─▶ traces batcher ──┼─▶ disk queue ─▶ drain ─▶ exporter
-//!  host ──ch──┤  channel per        └─▶ metrics batcher ─┘   (append)     (read, decode,
-//!  scrape ─ch─┘  source and signal)     (transform, merge,                 export, ack)
+//!  host ──ch──┤  channel per        └─▶ metrics batcher ─┘   (append)     (read, send the
+//!  scrape ─ch─┘  source and signal)     (transform, encode,                record's bytes,
+//!                                         concatenate, zstd,               ack)
 //!                                         append, acks)
 //! ```
+//!
+//! The file source transforms and encodes its own envelopes
+//! ([`Parcel::Encoded`]); the others leave that to the batcher.
 //!
 //! - Each source has its **own bounded channel** to each signal's batcher
 //!   ([`crate::batch::Inputs`]), read round-robin: a source with a backlog
 //!   (the file source catching up) fills only its own channel and cannot
 //!   push an OTLP client's spans or logs to the back of a shared line.
 //! - Each **signal has its own batcher task**: a burst of logs does not
-//!   delay metrics, and the transform's CPU work is spread over tasks.
+//!   delay metrics, and the transform's CPU work is spread over tasks (and,
+//!   for file logs, done by the file source's task).
 //! - Shared by everything: the **memory budget** (bounded per source by its
 //!   channel: a source can hold at most its channel's envelopes plus one in
 //!   hand, so none can take the whole budget), and the **disk queue** —
@@ -62,6 +67,8 @@ pub use argus_common::otlp::{Payload, PayloadError, Signal};
 use argus_common::shutdown::Shutdown;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::transform::Transform;
+
 /// "Your data is durable now": called once, after the batch holding it was
 /// appended to the disk queue. Dropping an `Ack` uncalled means "not durable"
 /// (the OTLP receiver then answers with a retryable error; the file source
@@ -87,11 +94,83 @@ impl std::fmt::Debug for Ack {
 /// A payload on its way through the agent.
 #[derive(Debug)]
 pub struct Envelope {
-    pub payload: Payload,
+    pub payload: Parcel,
     /// Bounded label for self-metrics: `otlp`, `file`, `host`, `scrape`.
     pub source: &'static str,
     pub acks: Vec<Ack>,
     pub permit: MemoryPermit,
+}
+
+/// What an envelope carries.
+#[derive(Debug)]
+pub enum Parcel {
+    /// The structs a source built; the batcher transforms and encodes them.
+    Payload(Payload),
+    /// Already transformed and encoded by the source (the file source,
+    /// whose lines are still in its core's cache when it does this; handing
+    /// the batcher's thread a compact buffer instead of thousands of small
+    /// heap objects spared that thread the cache misses of touching every
+    /// string first, and both allocators the cross-thread frees).
+    Encoded(Encoded),
+}
+
+impl Parcel {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Parcel::Payload(p) => p.signal(),
+            Parcel::Encoded(e) => e.signal,
+        }
+    }
+
+    pub fn item_count(&self) -> usize {
+        match self {
+            Parcel::Payload(p) => p.item_count(),
+            Parcel::Encoded(e) => e.items,
+        }
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Parcel::Payload(p) => p.encoded_len(),
+            Parcel::Encoded(e) => e.record.len() - 1,
+        }
+    }
+
+    /// The structs (decoding an encoded parcel): for tests and tools.
+    pub fn to_payload(&self) -> Result<Payload, PayloadError> {
+        match self {
+            Parcel::Payload(p) => Ok(p.clone()),
+            Parcel::Encoded(e) => Payload::decode(&e.record),
+        }
+    }
+}
+
+impl From<Payload> for Parcel {
+    fn from(p: Payload) -> Self {
+        Parcel::Payload(p)
+    }
+}
+
+/// A transformed payload in the plain queue record format (tag byte +
+/// export request, [`Payload::encode`]), with its item count.
+#[derive(Debug)]
+pub struct Encoded {
+    pub signal: Signal,
+    pub items: usize,
+    pub record: Vec<u8>,
+}
+
+impl Encoded {
+    /// Applies `transform` and encodes: the batcher's per-item work, done
+    /// by the caller.
+    pub fn prepare(mut payload: Payload, transform: &Transform) -> Self {
+        transform.apply(&mut payload);
+        Encoded {
+            signal: payload.signal(),
+            items: payload.item_count(),
+            record: payload.encode(),
+        }
+    }
 }
 
 /// The process-wide memory budget (bytes of payload in flight between the
@@ -217,7 +296,7 @@ pub async fn offer(
     match slot {
         Ok(slot) => {
             slot.send(Envelope {
-                payload,
+                payload: payload.into(),
                 source,
                 acks: Vec::new(),
                 permit,

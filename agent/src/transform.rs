@@ -85,6 +85,15 @@ pub struct Transform {
 }
 
 impl Transform {
+    /// No stage at all (what `enabled: false` on every stage builds).
+    pub fn none() -> Self {
+        Transform {
+            enrich: None,
+            correlate: None,
+            mask: None,
+        }
+    }
+
     /// Enriches, correlates and masks `payload` in place.
     pub fn apply(&self, payload: &mut Payload) {
         match payload {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use argus_agent::exporter::{
-    Compression, EncodedRequest, ExportError, Exporter, ExporterConfig, FromEnv,
-    HeaderValueSource, RecordCompression, RecordEncoder,
+    Compression, EncodedRequest, ExportError, Exporter, ExporterConfig, FromEnv, HeaderValueSource,
+    RecordCompression, RecordEncoder,
 };
 use argus_common::otlp::Payload;
 use argus_common::shutdown::Shutdown;

@@ -16,6 +16,7 @@ use argus_agent::pipeline::{Envelope, MemoryLimiter, Payload};
 use argus_agent::sources::file::{
     FileSourceConfig, FileSourceContext, FileSourceError, Format, ReadFrom,
 };
+use argus_agent::transform::Transform;
 use argus_common::shutdown::Shutdown;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -53,6 +54,7 @@ fn start(cfg: &FileSourceConfig, limiter: MemoryLimiter, channel: usize) -> Run 
             registry: &mut registry,
             limiter,
             out: tx,
+            transform: Arc::new(Transform::none()),
         })
         .expect("valid config");
     let shutdown = Shutdown::new();
@@ -149,7 +151,7 @@ fn string_attr(r: &LogRecord, key: &str) -> Option<String> {
 
 fn records(env: &Envelope) -> Vec<Rec> {
     assert_eq!(env.source, "file");
-    let Payload::Logs(req) = &env.payload else {
+    let Payload::Logs(req) = env.payload.to_payload().unwrap() else {
         panic!("not logs")
     };
     assert_eq!(req.resource_logs.len(), 1, "one file per envelope");
@@ -659,7 +661,7 @@ async fn kubernetes_pod_logs_with_cri_partials_and_symlinks() {
     assert!(run.rx.try_recv().is_err(), "the symlink is the same file");
     run.stop().await;
 
-    let Payload::Logs(req) = &env.payload else {
+    let Payload::Logs(req) = env.payload.to_payload().unwrap() else {
         unreachable!()
     };
     let resource: HashMap<String, String> = req.resource_logs[0]

@@ -464,7 +464,7 @@ async fn run_emits_one_envelope_per_interval_and_drops_when_the_pipeline_is_stuc
     assert_eq!(env.source, "host");
     assert!(env.acks.is_empty());
     assert!(env.permit.bytes() > 0, "bytes reserved from the limiter");
-    match &env.payload {
+    match &env.payload.to_payload().unwrap() {
         Payload::Metrics(r) => assert!(has_metric(r, "system.cpu.time")),
         other => panic!("not metrics: {other:?}"),
     }

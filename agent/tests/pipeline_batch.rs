@@ -10,7 +10,8 @@ use std::time::Duration;
 use argus_agent::batch::{BatchConfig, Batcher, Inputs};
 use argus_agent::exporter::{EncodedRequest, RecordCompression};
 use argus_agent::pipeline::{
-    Ack, DroppedRecords, Envelope, MemoryLimiter, Payload, PipelineTelemetry, Signal,
+    Ack, DroppedRecords, Encoded, Envelope, MemoryLimiter, Parcel, Payload, PipelineTelemetry,
+    Signal,
 };
 use argus_agent::queue::{DiskQueueConfig, QueueReader};
 use argus_agent::transform::TransformConfig;
@@ -146,7 +147,7 @@ impl Kit {
         let permit = self.limiter.acquire(payload.encoded_len()).await;
         let acked = self.acked.clone();
         Envelope {
-            payload,
+            payload: payload.into(),
             source,
             acks: vec![Ack::new(move || {
                 acked.fetch_add(1, Ordering::SeqCst);
@@ -166,7 +167,10 @@ impl Kit {
             .expect("a record within 30 s")
             .expect("queue open");
         self.reader.ack(e.id);
-        EncodedRequest::from_record(e.data).unwrap().decode().unwrap()
+        EncodedRequest::from_record(e.data)
+            .unwrap()
+            .decode()
+            .unwrap()
     }
 
     fn tx(&self, source: &str) -> &mpsc::Sender<Envelope> {
@@ -313,6 +317,37 @@ async fn card_numbers_are_masked_before_the_disk_and_resources_enriched() {
         attrs.iter().any(|a| a.key == "host.name"),
         "enriched: {attrs:?}"
     );
+}
+
+/// The file source hands over parcels it transformed and encoded itself;
+/// they join a record with the batcher's own, in order, untouched.
+#[tokio::test(start_paused = true)]
+async fn encoded_parcels_join_the_record_as_they_are() {
+    let mut k = kit(BatchConfig::default(), 4 << 20, 8);
+    let transform = TransformConfig::default()
+        .build("transform", &mut Registry::default())
+        .unwrap();
+    let prepared = Encoded::prepare(
+        logs("a", &["card 4111 1111 1111 1111".to_string()]),
+        &transform,
+    );
+    let mut env = k.envelope("file", logs("unused", &[])).await;
+    env.payload = Parcel::Encoded(prepared);
+    k.tx("file").send(env).await.unwrap();
+    settle().await;
+    k.send("otlp", logs("b", &["second".to_string()])).await;
+    k.close_sources();
+    let r = k.next_record().await;
+    assert_eq!(
+        contents(&r),
+        [
+            ("a".to_string(), "card 4111 11** **** 1111".to_string()),
+            ("b".to_string(), "second".to_string())
+        ]
+    );
+    k.join().await;
+    assert_eq!(k.acked(), 2);
+    assert_eq!(k.telemetry.received_count("file", Signal::Logs), 1);
 }
 
 #[tokio::test(start_paused = true)]

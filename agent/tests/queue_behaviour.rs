@@ -21,6 +21,7 @@ fn cfg(dir: &Path) -> DiskQueueConfig {
         max_record_bytes: 8 << 10,
         fsync: FsyncPolicy::Never,
         when_full: WhenFull::Block,
+        ..Default::default()
     }
 }
 

@@ -237,6 +237,7 @@ async fn queue_opened_on_golden_files_delivers_only_the_unacked_record() {
         max_record_bytes: 32 << 10,
         fsync: FsyncPolicy::Never,
         when_full: WhenFull::Block,
+        ..Default::default()
     };
     let (writer, mut reader) = cfg.build(&mut Registry::default()).unwrap();
     let e = reader.next().await.expect("record 2 is unacked");

@@ -36,6 +36,7 @@ fn cfg(dir: &Path) -> DiskQueueConfig {
         max_record_bytes: (1 << 20) + 4096,
         fsync: FsyncPolicy::Never,
         when_full: WhenFull::Block,
+        ..Default::default()
     }
 }
 

@@ -32,6 +32,7 @@ fn cfg(dir: &Path, fsync: FsyncPolicy) -> DiskQueueConfig {
         max_record_bytes: 900,
         fsync,
         when_full: WhenFull::Block,
+        ..Default::default()
     }
 }
 

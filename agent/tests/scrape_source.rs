@@ -259,7 +259,7 @@ async fn run_sends_one_envelope_per_scrape_and_stops_on_shutdown() {
     for env in [&first, &second] {
         assert_eq!(env.source, "scrape");
         assert!(env.permit.bytes() > 0);
-        let Payload::Metrics(req) = &env.payload else {
+        let Payload::Metrics(req) = &env.payload.to_payload().unwrap() else {
             panic!()
         };
         assert_eq!(gauge_value(req, "up"), 1.0);
@@ -272,7 +272,10 @@ async fn run_sends_one_envelope_per_scrape_and_stops_on_shutdown() {
         };
         s.data_points[0].start_time_unix_nano
     };
-    assert_eq!(start(&first.payload), start(&second.payload));
+    assert_eq!(
+        start(&first.payload.to_payload().unwrap()),
+        start(&second.payload.to_payload().unwrap())
+    );
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(2), task)
         .await

@@ -80,10 +80,9 @@ impl tower::Service<http::Request<Body>> for Wire {
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         if let Some(Precompressed(encoding)) = request.extensions().get::<Precompressed>().copied()
         {
-            request.headers_mut().insert(
-                "grpc-encoding",
-                http::HeaderValue::from_static(encoding),
-            );
+            request
+                .headers_mut()
+                .insert("grpc-encoding", http::HeaderValue::from_static(encoding));
             request = request.map(|body| {
                 Body::new(FlagCompressed {
                     inner: body,

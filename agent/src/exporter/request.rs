@@ -92,7 +92,12 @@ impl RecordEncoder {
 
     /// The record body for `payload` (see the module docs' format).
     pub fn encode(&mut self, payload: &Payload) -> Vec<u8> {
-        let plain = payload.encode();
+        self.pack(payload.encode(), payload.item_count())
+    }
+
+    /// The record body for a plain record ([`Payload::encode`]'s format)
+    /// holding `items` items.
+    pub fn pack(&mut self, plain: Vec<u8>, items: usize) -> Vec<u8> {
         let Some(zstd) = &mut self.zstd else {
             return plain;
         };
@@ -103,7 +108,7 @@ impl RecordEncoder {
         };
         let mut out = Vec::with_capacity(frame.len() + 12);
         out.push(plain[0] | ZSTD_FLAG);
-        put_varint(&mut out, payload.item_count() as u64);
+        put_varint(&mut out, items as u64);
         put_varint(&mut out, body.len() as u64);
         out.extend_from_slice(&frame);
         out
@@ -115,7 +120,9 @@ impl RecordEncoder {
 pub enum Packing {
     Plain,
     /// A zstd frame of `plain_len` protobuf bytes.
-    Zstd { plain_len: usize },
+    Zstd {
+        plain_len: usize,
+    },
 }
 
 /// One export request, encoded.
@@ -403,7 +410,9 @@ fn skip_group(message: &mut &[u8], number: u64, depth: u32) -> Result<(), &'stat
             FIXED32 => *message = message.get(4..).ok_or("truncated fixed32")?,
             LEN => {
                 let len = usize::try_from(varint(message)?).map_err(|_| "length overflow")?;
-                *message = message.get(len..).ok_or("length beyond the end of the message")?;
+                *message = message
+                    .get(len..)
+                    .ok_or("length beyond the end of the message")?;
             }
             START_GROUP => skip_group(message, key >> 3, depth + 1)?,
             END_GROUP if key >> 3 == number => return Ok(()),
@@ -428,7 +437,6 @@ fn varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -436,6 +444,7 @@ mod tests {
         Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
         ScopeMetrics, Sum, metric::Data,
     };
+    use proptest::prelude::*;
 
     fn logs(shape: &[&[usize]]) -> Payload {
         Payload::Logs(ExportLogsServiceRequest {
@@ -494,7 +503,12 @@ mod tests {
         // Plain records are Payload::encode, as older agents wrote them.
         let plain = RecordEncoder::new(RecordCompression::None).encode(&p);
         assert_eq!(plain, p.encode());
-        assert_eq!(EncodedRequest::from_record(Bytes::from(plain)).unwrap().items(), 6);
+        assert_eq!(
+            EncodedRequest::from_record(Bytes::from(plain))
+                .unwrap()
+                .items(),
+            6
+        );
     }
 
     #[test]
@@ -521,7 +535,12 @@ mod tests {
         assert!(r.plain_body().is_err());
         assert!(r.decode().is_err());
         // A length beyond any sane record is refused before allocating.
-        let huge = [vec![0x11, 1], vec![0xff, 0xff, 0xff, 0xff, 0x7f], vec![0; 8]].concat();
+        let huge = [
+            vec![0x11, 1],
+            vec![0xff, 0xff, 0xff, 0xff, 0x7f],
+            vec![0; 8],
+        ]
+        .concat();
         assert!(EncodedRequest::from_record(Bytes::from(huge)).is_err());
     }
 

@@ -108,6 +108,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::pipeline::{Envelope, MemoryLimiter};
+use crate::transform::Transform;
 use argus_common::shutdown::Shutdown;
 
 pub use checkpoint::{CheckpointError, Entry as CheckpointEntry, Mark};
@@ -239,6 +240,8 @@ pub struct FileSourceContext<'a> {
     pub registry: &'a mut Registry,
     pub limiter: MemoryLimiter,
     pub out: mpsc::Sender<Envelope>,
+    /// Applied by the source itself (see `pipeline::Parcel::Encoded`).
+    pub transform: Arc<Transform>,
 }
 
 /// Why the file source could not be built or could not run.
@@ -360,6 +363,7 @@ impl FileSourceConfig {
             metrics: metrics::Metrics::register(ctx.registry),
             limiter: ctx.limiter,
             out: ctx.out,
+            transform: ctx.transform,
         })
     }
 }
@@ -377,6 +381,7 @@ pub struct FileSource {
     metrics: metrics::Metrics,
     limiter: MemoryLimiter,
     out: mpsc::Sender<Envelope>,
+    transform: Arc<Transform>,
 }
 
 impl std::fmt::Debug for FileSource {
@@ -500,6 +505,7 @@ attributes: { k8s.node.name: node-1 }
                 registry: &mut reg,
                 limiter: MemoryLimiter::new(1 << 20),
                 out: tx,
+                transform: Arc::new(Transform::none()),
             })
             .unwrap_err();
         assert!(!err.is_retryable());

@@ -182,7 +182,7 @@ impl OtlpConsumer for OtlpSource {
         };
         let (tx, rx) = oneshot::channel();
         let envelope = Envelope {
-            payload,
+            payload: payload.into(),
             source: SOURCE_NAME,
             acks: vec![Ack::new(move || {
                 let _ = tx.send(());

@@ -36,7 +36,7 @@ use super::k8s::PodLog;
 use super::metrics::{Metrics, Op, Rotation};
 use super::record::{kv, string_value};
 use super::{FileSource, FileSourceError, ReadFrom, SOURCE_NAME};
-use crate::pipeline::{Envelope, MemoryPermit, Payload};
+use crate::pipeline::{Encoded, Envelope, MemoryPermit, Parcel, Payload};
 
 /// Instrumentation scope of every record this source emits.
 const SCOPE_NAME: &str = "argus.file";
@@ -762,19 +762,22 @@ impl Watcher {
                 schema_url: String::new(),
             }],
         });
+        // Transform and encode here, while the records are in this core's
+        // cache (see `Parcel::Encoded`).
+        let encoded = Encoded::prepare(payload, &self.src.transform);
         // The reservation covered the bytes read; top it up to the encoded
         // size if the budget allows (never wait while holding a reservation:
         // two sources doing so could deadlock a small budget).
-        let encoded = payload.encoded_len();
-        if encoded > permit.bytes()
-            && let Some(extra) = self.src.limiter.try_acquire(encoded - permit.bytes())
+        let size = encoded.record.len();
+        if size > permit.bytes()
+            && let Some(extra) = self.src.limiter.try_acquire(size - permit.bytes())
         {
             permit.merge(extra);
         }
         let ack = tail.ledger.dispatch(mark);
         tail.last_mark = mark;
         let envelope = Envelope {
-            payload,
+            payload: Parcel::Encoded(encoded),
             source: SOURCE_NAME,
             acks: vec![ack],
             permit,
