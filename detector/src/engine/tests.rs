@@ -11,8 +11,9 @@ fn onsets(v: &[Verdict], r: std::ops::Range<usize>) -> Vec<usize> {
 
 /// Every anomalous scenario opens an episode soon after its onset, and
 /// false pages before the onsets are rare: at most one over the fifteen
-/// series' 36,000 pre-onset points. (The default trigger, p ≈ 3·10⁻⁴ per
-/// point after Bonferroni, is NAB-tuned; the calibration is conservative
+/// series' 36,000 pre-onset points. (The default trigger, p ≈ 3·10⁻³ per
+/// point after the weighted Bonferroni for a value beyond the range seen
+/// lately and ≈ 6·10⁻⁵ inside it, is NAB-tuned; the calibration is conservative
 /// enough that Gaussian noise alone never pages — see
 /// `gaussian_noise_never_pages` — but a decomposed daily cycle leaves a
 /// little structure behind.)
@@ -206,8 +207,11 @@ fn verdict_explains_itself() {
         "expected ≈ 100, got {}",
         hit.expected
     );
+    // The jump detector explains a spike; the rolling median sees it too,
+    // but its small share of the budget (see `Weights`) keeps it from
+    // firing alone.
     let fired: Vec<_> = hit.fired_models().collect();
-    assert!(fired.contains(&ModelKind::Robust), "{fired:?}");
+    assert!(fired.contains(&ModelKind::Ewma), "{fired:?}");
     let calm = &v[ONSET - 100];
     assert!(calm.lower < sc.values[ONSET - 100] && sc.values[ONSET - 100] < calm.upper);
 }
