@@ -6,9 +6,10 @@
 //! been: a series that hovers at 10 and visits 300 a few times a day
 //! surprises every short baseline each time, though to an operator
 //! "back at 300 again" is routine, while the first visit to 3000 — or the
-//! first drop to a level not seen all week — is news. Measured on NAB,
-//! most false pages are values inside the range the series covered in the
-//! preceding days, and most incidents leave it.
+//! first drop to a level not seen all week — is news. Measured on NAB
+//! (before this existed): 95 % of the false pages were values inside the
+//! range the series covered over the preceding ~4000 points, against about
+//! half of the incidents' first flagged points.
 //!
 //! So the engine keeps the maximum and minimum of the last
 //! [`BLOCKS`]`· block` points (by blocks: the running extremes of the
