@@ -215,11 +215,15 @@ pub struct FileRun {
 }
 
 impl FileRun {
-    /// Anomaly score per row, 0 where the engine did not see the row.
+    /// Score per row as alerting sees it (`Verdict::alert_score`: the
+    /// score where an episode could open, capped below the trigger inside
+    /// one, so one incident is one detection, as one page), 0 where the
+    /// engine did not see the row. This is what the NAB threshold applies
+    /// to and what the results CSV carries.
     pub fn scores(&self) -> Vec<f64> {
         self.verdicts
             .iter()
-            .map(|v| v.map_or(0.0, |v| v.score))
+            .map(|v| v.map_or(0.0, |v| v.alert_score))
             .collect()
     }
 }
@@ -245,7 +249,7 @@ fn process(job: &Job, cfg: &EngineConfig, out: &Path) -> Result<FileRun, Backtes
         (0..series.len()).map(|i| ResultRow {
             timestamp: &series.timestamps[i],
             value: series.values[i],
-            anomaly_score: verdicts[i].map_or(0.0, |v| v.score),
+            anomaly_score: verdicts[i].map_or(0.0, |v| v.alert_score),
             label: labels[i],
         }),
     )?;
