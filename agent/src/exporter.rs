@@ -656,50 +656,15 @@ impl Exporter {
             grpc.ready()
                 .await
                 .map_err(|e| Status::unknown(format!("service was not ready: {e}")))?;
-            Ok::<_, Status>(match part.signal() {
-                Signal::Logs => {
-                    let r = grpc
-                        .unary(
-                            request,
-                            path,
-                            PassThrough::<ExportLogsServiceResponse>::default(),
-                        )
-                        .await?;
-                    let p = r.into_inner().partial_success.unwrap_or_default();
-                    Accepted {
-                        rejected: p.rejected_log_records,
-                        message: p.error_message,
-                    }
-                }
+            match part.signal() {
+                Signal::Logs => unary::<ExportLogsServiceResponse>(&mut grpc, request, path).await,
                 Signal::Traces => {
-                    let r = grpc
-                        .unary(
-                            request,
-                            path,
-                            PassThrough::<ExportTraceServiceResponse>::default(),
-                        )
-                        .await?;
-                    let p = r.into_inner().partial_success.unwrap_or_default();
-                    Accepted {
-                        rejected: p.rejected_spans,
-                        message: p.error_message,
-                    }
+                    unary::<ExportTraceServiceResponse>(&mut grpc, request, path).await
                 }
                 Signal::Metrics => {
-                    let r = grpc
-                        .unary(
-                            request,
-                            path,
-                            PassThrough::<ExportMetricsServiceResponse>::default(),
-                        )
-                        .await?;
-                    let p = r.into_inner().partial_success.unwrap_or_default();
-                    Accepted {
-                        rejected: p.rejected_data_points,
-                        message: p.error_message,
-                    }
+                    unary::<ExportMetricsServiceResponse>(&mut grpc, request, path).await
                 }
-            })
+            }
         };
         match tokio::time::timeout(inner.timeout, call).await {
             Ok(result) => result,
@@ -707,6 +672,53 @@ impl Exporter {
                 "no answer within {:?}",
                 inner.timeout
             ))),
+        }
+    }
+}
+
+/// One Export call with the pass-through codec, answered by `R`.
+async fn unary<R: ExportResponse>(
+    grpc: &mut tonic::client::Grpc<Wire>,
+    request: Request<bytes::Bytes>,
+    path: http::uri::PathAndQuery,
+) -> Result<Accepted, Status> {
+    let response = grpc
+        .unary(request, path, PassThrough::<R>::default())
+        .await?;
+    Ok(response.into_inner().accepted())
+}
+
+/// The three Export responses' `partial_success`, read alike.
+trait ExportResponse: prost::Message + Default + Send + Sync + 'static {
+    fn accepted(self) -> Accepted;
+}
+
+impl ExportResponse for ExportLogsServiceResponse {
+    fn accepted(self) -> Accepted {
+        let p = self.partial_success.unwrap_or_default();
+        Accepted {
+            rejected: p.rejected_log_records,
+            message: p.error_message,
+        }
+    }
+}
+
+impl ExportResponse for ExportTraceServiceResponse {
+    fn accepted(self) -> Accepted {
+        let p = self.partial_success.unwrap_or_default();
+        Accepted {
+            rejected: p.rejected_spans,
+            message: p.error_message,
+        }
+    }
+}
+
+impl ExportResponse for ExportMetricsServiceResponse {
+    fn accepted(self) -> Accepted {
+        let p = self.partial_success.unwrap_or_default();
+        Accepted {
+            rejected: p.rejected_data_points,
+            message: p.error_message,
         }
     }
 }

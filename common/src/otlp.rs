@@ -87,12 +87,17 @@ impl Signal {
         }
     }
 
-    fn tag(self) -> u8 {
+    /// The queue record's signal tag byte (see [`Payload::encode`]).
+    pub fn tag(self) -> u8 {
         match self {
             Signal::Logs => 1,
             Signal::Traces => 2,
             Signal::Metrics => 3,
         }
+    }
+
+    pub fn from_tag(tag: u8) -> Option<Signal> {
+        Signal::ALL.into_iter().find(|s| s.tag() == tag)
     }
 }
 
@@ -177,24 +182,22 @@ impl Payload {
 
     pub fn decode(bytes: &[u8]) -> Result<Payload, PayloadError> {
         let (&tag, body) = bytes.split_first().ok_or(PayloadError::Empty)?;
-        let bad = |signal: &'static str| {
-            move |e: prost::DecodeError| PayloadError::Protobuf {
-                signal,
-                reason: e.to_string(),
-            }
+        let signal = Signal::from_tag(tag).ok_or(PayloadError::UnknownSignal(tag))?;
+        Payload::decode_request(signal, body)
+    }
+
+    /// An export request's protobuf (a record without its tag byte).
+    pub fn decode_request(signal: Signal, body: &[u8]) -> Result<Payload, PayloadError> {
+        let bad = |e: prost::DecodeError| PayloadError::Protobuf {
+            signal: signal.as_str(),
+            reason: e.to_string(),
         };
-        match tag {
-            1 => ExportLogsServiceRequest::decode(body)
-                .map(Payload::Logs)
-                .map_err(bad("logs")),
-            2 => ExportTraceServiceRequest::decode(body)
-                .map(Payload::Traces)
-                .map_err(bad("traces")),
-            3 => ExportMetricsServiceRequest::decode(body)
-                .map(Payload::Metrics)
-                .map_err(bad("metrics")),
-            t => Err(PayloadError::UnknownSignal(t)),
+        match signal {
+            Signal::Logs => ExportLogsServiceRequest::decode(body).map(Payload::Logs),
+            Signal::Traces => ExportTraceServiceRequest::decode(body).map(Payload::Traces),
+            Signal::Metrics => ExportMetricsServiceRequest::decode(body).map(Payload::Metrics),
         }
+        .map_err(bad)
     }
 }
 

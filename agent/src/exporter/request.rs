@@ -138,12 +138,7 @@ impl EncodedRequest {
     /// From a disk queue record, without copying or decompressing.
     pub fn from_record(record: Bytes) -> Result<Self, PayloadError> {
         let (&tag, _) = record.split_first().ok_or(PayloadError::Empty)?;
-        let signal = match tag & !ZSTD_FLAG {
-            1 => Signal::Logs,
-            2 => Signal::Traces,
-            3 => Signal::Metrics,
-            _ => return Err(PayloadError::UnknownSignal(tag)),
-        };
+        let signal = Signal::from_tag(tag & !ZSTD_FLAG).ok_or(PayloadError::UnknownSignal(tag))?;
         let bad = |reason: &str| PayloadError::Protobuf {
             signal: signal.as_str(),
             reason: reason.to_owned(),
@@ -212,15 +207,7 @@ impl EncodedRequest {
 
     /// The structs, for the paths that must look inside (splitting).
     pub fn decode(&self) -> Result<Payload, PayloadError> {
-        let body = self.plain_body()?;
-        let mut record = Vec::with_capacity(1 + body.len());
-        record.push(match self.signal {
-            Signal::Logs => 1,
-            Signal::Traces => 2,
-            Signal::Metrics => 3,
-        });
-        record.extend_from_slice(&body);
-        Payload::decode(&record)
+        Payload::decode_request(self.signal, &self.plain_body()?)
     }
 
     pub fn signal(&self) -> Signal {
